@@ -1,0 +1,57 @@
+//! What a layer does when its backend (Redis, PostgreSQL) fails: the [`OnBackendError`] policy.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A backend call that did not give an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// No answer within the call timeout (server down, paused, or the network black-holed).
+    #[error("backend call timed out after {0:?}")]
+    Timeout(Duration),
+    /// The backend answered with an error or the connection failed.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered something this layer does not understand (a script from another
+    /// version, a key of the wrong type).
+    #[error("unexpected backend reply: {0}")]
+    Protocol(String),
+}
+
+/// Whether requests proceed when the backend cannot decide.
+///
+/// Decided within the call timeout, so a dead backend costs at most that much latency.
+/// Every use is reported as a `tracing` warning and the counter
+/// `palisade_backend_errors_total{layer, policy}`. Nothing is remembered: the next request
+/// asks the backend again, so recovery is automatic when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBackendError {
+    /// Let the request through, undecided (availability first). The default, as Stripe
+    /// recommends for rate limiters: a Redis outage should not become an API outage.
+    #[default]
+    FailOpen,
+    /// Reject the request with 503 (protection first): for limits that guard cost or abuse.
+    FailClosed,
+}
+
+impl OnBackendError {
+    /// Reports `error` for `layer` and says whether the request may proceed.
+    pub fn apply(self, layer: &'static str, error: &BackendError) -> bool {
+        let policy = match self {
+            OnBackendError::FailOpen => "fail_open",
+            OnBackendError::FailClosed => "fail_closed",
+        };
+        tracing::warn!(
+            target: "palisade::backend",
+            layer,
+            policy,
+            error = %error,
+            "backend unavailable; applying on_backend_error policy"
+        );
+        metrics::counter!("palisade_backend_errors_total", "layer" => layer, "policy" => policy)
+            .increment(1);
+        self == OnBackendError::FailOpen
+    }
+}

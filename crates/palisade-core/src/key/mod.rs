@@ -1,0 +1,200 @@
+//! Which client a request belongs to: the [`KeyExtractor`] trait and ready extractors.
+//!
+//! A key names the bucket a request is counted in. Extractors read only the request head
+//! ([`RequestHead`]), so they work for any body type and never consume the body.
+//!
+//! ```
+//! use palisade_core::key::{ClientIp, Header, KeyExtractor, RequestHead};
+//!
+//! // The API key when present, else the client address.
+//! let by_api_key_or_ip = Header::new("x-api-key").or(ClientIp::direct());
+//!
+//! let request = http::Request::builder()
+//!     .header("x-api-key", "k-123")
+//!     .body(())
+//!     .unwrap();
+//! let key = by_api_key_or_ip.extract(&RequestHead::from(&request)).unwrap();
+//! assert_eq!(key.to_string(), "header:k-123");
+//! ```
+
+mod client_ip;
+mod closure;
+mod combine;
+mod header;
+mod principal;
+#[cfg(feature = "axum")]
+mod route;
+
+use std::{fmt, net::IpAddr, sync::Arc};
+
+pub use client_ip::{ClientIp, PeerAddr};
+pub use closure::FnKey;
+pub use combine::{Global, Or};
+pub use header::Header;
+pub use principal::Principal;
+#[cfg(feature = "axum")]
+pub use route::MatchedRoute;
+
+/// Longest key material kept verbatim; longer material is replaced by its hash.
+pub const MAX_KEY_MATERIAL: usize = 128;
+
+/// The identity a request is counted under: a client address, a header value, a user…
+///
+/// Keys are cheap to hash and compare. Text material that is long or not printable ASCII is
+/// replaced by a SHA-256 digest when the key is built ([`Key::text`]), so an attacker sending
+/// an 8 KiB header cannot make the store keep 8 KiB per key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// One bucket for every request.
+    Global,
+    /// A client address (IPv6 already grouped to its network prefix by [`ClientIp`]).
+    Ip(IpAddr),
+    /// A labelled text value such as `header:k-123` or `user:42`.
+    Text(Arc<str>),
+    /// Several keys that together name the bucket, e.g. route and client.
+    Composite(Arc<[Key]>),
+}
+
+impl Key {
+    /// A text key `label:value`. Values longer than [`MAX_KEY_MATERIAL`] bytes or holding bytes
+    /// outside printable ASCII are hashed (`label:#<hex>`), so keys stay short and safe to log.
+    pub fn text(label: &str, value: &[u8]) -> Key {
+        let mut s = String::with_capacity(label.len() + 1 + value.len().min(MAX_KEY_MATERIAL));
+        s.push_str(label);
+        s.push(':');
+        if value.len() <= MAX_KEY_MATERIAL && value.iter().all(|b| b.is_ascii_graphic()) {
+            // Checked above: every byte is printable ASCII, hence valid UTF-8.
+            s.push_str(std::str::from_utf8(value).unwrap_or_default());
+        } else {
+            s.push('#');
+            s.push_str(&crate::redis_key::digest_hex(value));
+        }
+        Key::Text(s.into())
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Global => f.write_str("global"),
+            Key::Ip(ip) => write!(f, "ip:{ip}"),
+            Key::Text(s) => f.write_str(s),
+            Key::Composite(parts) => {
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("|")?;
+                    }
+                    fmt::Display::fmt(part, f)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({self})")
+    }
+}
+
+/// Why no key could be taken from a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The header the key comes from is absent.
+    #[error("the request has no `{0}` header")]
+    MissingHeader(&'static str),
+    /// The request carries no peer address: serve with connect info
+    /// (`into_make_service_with_connect_info::<SocketAddr>()`) or insert a [`PeerAddr`].
+    #[error("the request carries no peer address (serve with connect info or insert a PeerAddr)")]
+    MissingPeerAddr,
+    /// The principal type is not in the request extensions (is authentication layered first?).
+    #[error("the request carries no authenticated principal `{0}`")]
+    MissingPrincipal(&'static str),
+    /// The request did not match a route (the extractor runs outside a router).
+    #[error("the request has no matched route")]
+    MissingRoute,
+    /// A custom extractor declined the request.
+    #[error("{0}")]
+    Custom(Arc<str>),
+}
+
+/// The parts of a request a key may depend on, borrowed from an `http::Request<B>` of any body.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The request method.
+    pub method: &'a http::Method,
+    /// The request target.
+    pub uri: &'a http::Uri,
+    /// The request headers.
+    pub headers: &'a http::HeaderMap,
+    /// The request extensions (connect info, principals, matched route).
+    pub extensions: &'a http::Extensions,
+}
+
+impl<'a, B> From<&'a http::Request<B>> for RequestHead<'a> {
+    fn from(req: &'a http::Request<B>) -> Self {
+        RequestHead {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            extensions: req.extensions(),
+        }
+    }
+}
+
+impl<'a> From<&'a http::request::Parts> for RequestHead<'a> {
+    fn from(parts: &'a http::request::Parts) -> Self {
+        RequestHead {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            extensions: &parts.extensions,
+        }
+    }
+}
+
+/// Takes the [`Key`] a request is counted under.
+///
+/// Implemented by the ready extractors in this module, by closures through [`FnKey`], and by
+/// tuples of extractors, which combine their keys (`(MatchedRoute, ClientIp::direct())` counts
+/// each client separately on each route).
+pub trait KeyExtractor: Send + Sync + 'static {
+    /// The key of this request, or why there is none.
+    fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError>;
+
+    /// This key when there is one, else `other`'s.
+    fn or<E: KeyExtractor>(self, other: E) -> Or<Self, E>
+    where
+        Self: Sized,
+    {
+        Or::new(self, other)
+    }
+}
+
+impl<E: KeyExtractor + ?Sized> KeyExtractor for Arc<E> {
+    fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
+        (**self).extract(req)
+    }
+}
+
+impl<E: KeyExtractor + ?Sized> KeyExtractor for Box<E> {
+    fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
+        (**self).extract(req)
+    }
+}
+
+macro_rules! composite_tuple {
+    ($($name:ident),+) => {
+        impl<$($name: KeyExtractor),+> KeyExtractor for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
+                let ($($name,)+) = self;
+                Ok(Key::Composite(Arc::from([$($name.extract(req)?),+])))
+            }
+        }
+    };
+}
+composite_tuple!(A, B);
+composite_tuple!(A, B, C);
+composite_tuple!(A, B, C, D);

@@ -1,0 +1,46 @@
+//! Shared pieces of the palisade layers.
+//!
+//! Every palisade layer needs the same few things, and they live here:
+//!
+//! - [`key`]: which client a request belongs to — the [`KeyExtractor`](key::KeyExtractor)
+//!   trait and ready extractors (client IP behind trusted proxies, a header, an authenticated
+//!   principal, the matched route, a closure, combinations);
+//! - [`redis_key`]: Redis key names with Cluster hash tags and hashing of unsafe material;
+//! - [`script`] (feature `redis`): one `EVALSHA` per decision, reloaded on `NOSCRIPT`, bounded
+//!   by a timeout;
+//! - [`OnBackendError`]: fail open or fail closed when the backend cannot decide;
+//! - [`responder`]: rejections as typed values, rendered as RFC 9457 problem+json or (feature
+//!   `grpc`) as `tonic::Status`.
+//!
+//! ```
+//! use palisade_core::{
+//!     key::{ClientIp, Header, KeyExtractor, PeerAddr, RequestHead},
+//!     redis_key::RedisKeyBuilder,
+//! };
+//!
+//! let extractor = Header::new("x-api-key").or(ClientIp::direct());
+//! let mut request = http::Request::new(());
+//! request.extensions_mut().insert(PeerAddr("192.0.2.7:5000".parse().unwrap()));
+//!
+//! let key = extractor.extract(&RequestHead::from(&request)).unwrap();
+//! let redis_key = RedisKeyBuilder::new("ratelimit").key("api", &key);
+//! assert_eq!(redis_key, "palisade:ratelimit:api:{ip:192.0.2.7}");
+//! ```
+//!
+//! # Features
+//! - `redis` (default): [`script::RedisScript`].
+//! - `grpc`: [`responder::Grpc`].
+//! - `axum`: [`key::MatchedRoute`] and reading axum's `ConnectInfo<SocketAddr>`.
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod key;
+mod problem;
+pub mod redis_key;
+pub mod responder;
+#[cfg(feature = "redis")]
+pub mod script;
+
+pub use backend::{BackendError, OnBackendError};
+pub use problem::ProblemDetails;
+pub use responder::{ProblemJson, Rejection, Responder};

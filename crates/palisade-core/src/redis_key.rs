@@ -1,0 +1,125 @@
+//! Redis key names: `<prefix>:<layer>:<namespace>:{<key>}`.
+//!
+//! The braces make the key material a Redis Cluster **hash tag**: every key a decision touches
+//! for one client (say its per-second and its daily limit) lands in the same slot, so one
+//! script can update them atomically on a cluster. Key material that is long or holds bytes
+//! that could break the tag (`{`, `}`), the format (spaces, control bytes) or a log line is
+//! replaced by its SHA-256 digest — never spliced raw.
+//!
+//! ```
+//! use palisade_core::{key::Key, redis_key::RedisKeyBuilder};
+//!
+//! let keys = RedisKeyBuilder::new("ratelimit");
+//! assert_eq!(
+//!     keys.key("api", &Key::text("user", b"42")),
+//!     "palisade:ratelimit:api:{user:42}"
+//! );
+//! let hostile = Key::text("header", b"a}b{c");
+//! assert!(keys.key("api", &hostile).starts_with("palisade:ratelimit:api:{#"));
+//! ```
+
+use std::{fmt::Write, sync::Arc};
+
+use sha2::{Digest, Sha256};
+
+use crate::key::{Key, MAX_KEY_MATERIAL};
+
+/// Builds the Redis key names of one layer.
+#[derive(Debug, Clone)]
+pub struct RedisKeyBuilder {
+    prefix: Arc<str>,
+    layer: &'static str,
+}
+
+impl RedisKeyBuilder {
+    /// Keys of `layer` (`"ratelimit"`, `"lock"`…) under the default prefix `palisade`.
+    pub fn new(layer: &'static str) -> Self {
+        RedisKeyBuilder {
+            prefix: Arc::from("palisade"),
+            layer,
+        }
+    }
+
+    /// Puts every key under `prefix` instead of `palisade` (one application per prefix, or one
+    /// test per prefix). Unsafe bytes in the prefix are replaced by `_`.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = sanitize(prefix).into();
+        self
+    }
+
+    /// The prefix in use.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Redis key of `key` in `namespace` (a policy name, say).
+    pub fn key(&self, namespace: &str, key: &Key) -> String {
+        let material = key.to_string();
+        let mut out = String::with_capacity(
+            self.prefix.len() + self.layer.len() + namespace.len() + material.len().min(40) + 6,
+        );
+        out.push_str(&self.prefix);
+        out.push(':');
+        out.push_str(self.layer);
+        out.push(':');
+        out.push_str(&sanitize(namespace));
+        out.push_str(":{");
+        if is_safe_material(material.as_bytes()) {
+            out.push_str(&material);
+        } else {
+            out.push('#');
+            out.push_str(&digest_hex(material.as_bytes()));
+        }
+        out.push('}');
+        out
+    }
+}
+
+fn is_safe_material(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes.len() <= MAX_KEY_MATERIAL
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_graphic() && *b != b'{' && *b != b'}')
+}
+
+fn sanitize(part: &str) -> String {
+    part.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The first 128 bits of SHA-256 of `bytes`, as 32 lowercase hex digits.
+pub fn digest_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(32);
+    for byte in &digest[..16] {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_and_unsafe_material_is_hashed() {
+        let b = RedisKeyBuilder::new("ratelimit").with_prefix("t 1");
+        let long = Key::Text("x".repeat(500).into());
+        let k = b.key("p", &long);
+        assert!(k.starts_with("t_1:ratelimit:p:{#"), "{k}");
+        assert_eq!(k.len(), "t_1:ratelimit:p:{#}".len() + 32);
+        let ip = Key::Ip("2001:db8::".parse().unwrap());
+        assert_eq!(b.key("p", &ip), "t_1:ratelimit:p:{ip:2001:db8::}");
+        // Composite keys keep one hash tag.
+        let both = Key::Composite(Arc::from([Key::Global, ip]));
+        assert_eq!(b.key("p", &both), "t_1:ratelimit:p:{global|ip:2001:db8::}");
+    }
+}

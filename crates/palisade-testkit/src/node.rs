@@ -1,0 +1,235 @@
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fred::clients::Client;
+
+use crate::{connect_url, unique_prefix};
+
+/// A private `redis-server` on a free loopback port, stopped (SIGKILL) and its directory removed
+/// on drop.
+pub struct RedisNode {
+    port: u16,
+    dir: PathBuf,
+    cluster: bool,
+    child: Option<Child>,
+}
+
+impl RedisNode {
+    /// Starts a standalone node.
+    pub fn start() -> RedisNode {
+        Self::start_with(false)
+    }
+
+    fn start_with(cluster: bool) -> RedisNode {
+        let dir = std::env::temp_dir().join(unique_prefix("redis-node"));
+        std::fs::create_dir_all(&dir).expect("create redis-server directory");
+        let port = free_port(cluster);
+        let mut node = RedisNode {
+            port,
+            dir,
+            cluster,
+            child: None,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--protected-mode", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.cluster {
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ]);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}); install it (Debian: apt-get install redis-server)"
+            )
+        });
+        self.child = Some(child);
+        wait_for_ping(self.port, Duration::from_secs(10));
+    }
+
+    /// The node's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A connected client that reconnects every 50 ms when the node goes away.
+    pub async fn client(&self) -> Client {
+        connect_url(&self.url(), Duration::from_secs(5))
+            .await
+            .expect("connect to private redis-server")
+    }
+
+    /// Kills the server (SIGKILL): connections drop, data is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(sig)
+                .arg(child.id().to_string())
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill {sig} failed");
+        }
+    }
+}
+
+impl Drop for RedisNode {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three private masters joined into a Redis Cluster, stopped on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisNode>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled nodes and joins them with `redis-cli --cluster create`.
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisNode> = (0..3).map(|_| RedisNode::start_with(true)).collect();
+        let mut cmd = Command::new("redis-cli");
+        cmd.arg("--cluster").arg("create");
+        for node in &nodes {
+            cmd.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = cmd
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ok(Duration::from_secs(20));
+        cluster
+    }
+
+    fn wait_until_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        for node in &self.nodes {
+            loop {
+                let info = command(node.port, b"CLUSTER INFO\r\n").unwrap_or_default();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cluster did not become ok: {info}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[RedisNode] {
+        &self.nodes
+    }
+
+    /// `redis-cluster://127.0.0.1:<p1>?node=127.0.0.1:<p2>&node=…`.
+    pub fn url(&self) -> String {
+        let mut url = format!("redis-cluster://127.0.0.1:{}", self.nodes[0].port);
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            url.push(if i == 1 { '?' } else { '&' });
+            url.push_str(&format!("node=127.0.0.1:{}", node.port));
+        }
+        url
+    }
+
+    /// A connected cluster client.
+    pub async fn client(&self) -> Client {
+        connect_url(&self.url(), Duration::from_secs(10))
+            .await
+            .expect("connect to private redis cluster")
+    }
+}
+
+fn free_port(cluster: bool) -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = listener.local_addr().expect("local addr").port();
+        if !cluster {
+            return port;
+        }
+        // Cluster nodes also listen on port + 10000 (the bus).
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn command(port: u16, cmd: &[u8]) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(cmd).ok()?;
+    let mut buf = vec![0u8; 8192];
+    let n = stream.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn wait_for_ping(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if command(port, b"PING\r\n").is_some_and(|r| r.starts_with("+PONG")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis-server on port {port} did not answer PING within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
