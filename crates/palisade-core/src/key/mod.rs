@@ -73,6 +73,29 @@ impl Key {
     }
 }
 
+impl From<&str> for Key {
+    /// A text key; long or unsafe text is hashed as in [`Key::text`].
+    fn from(s: &str) -> Key {
+        if s.len() <= MAX_KEY_MATERIAL && s.bytes().all(|b| b.is_ascii_graphic()) {
+            Key::Text(s.into())
+        } else {
+            Key::text("", s.as_bytes())
+        }
+    }
+}
+
+impl From<String> for Key {
+    fn from(s: String) -> Key {
+        Key::from(s.as_str())
+    }
+}
+
+impl From<IpAddr> for Key {
+    fn from(ip: IpAddr) -> Key {
+        Key::Ip(ip)
+    }
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

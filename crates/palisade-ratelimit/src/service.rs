@@ -1,0 +1,190 @@
+//! [`RateLimit`]: the service the layer wraps around the inner one.
+
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use palisade_core::{
+    BackendError, Responder,
+    key::{KeyExtractor, RequestHead},
+    responder::{BackendUnavailable, MissingKey},
+};
+use tower_service::Service;
+
+use crate::{
+    Decision, Policy, RateLimited,
+    future::{Pending, ResponseFuture},
+    layer::Config,
+    limiter::MAX_COST,
+    select::SelectPolicy,
+    store::{Checked, Mode, RateLimitStore},
+};
+
+/// Rate-limits requests to `S`; built by [`RateLimitLayer`](crate::RateLimitLayer).
+pub struct RateLimit<S, St, K, P, R> {
+    /// Driven ready by `poll_ready`. When the store answers remotely, this ready service moves
+    /// into the response future (a fresh clone takes its place) and is called only once the
+    /// store has allowed the request — so a refused request never reaches it.
+    pub(crate) inner: S,
+    pub(crate) config: Arc<Config<St, K, P>>,
+    pub(crate) responder: R,
+}
+
+impl<S, St, K, P, R> RateLimit<S, St, K, P, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, St, K, P, R: Clone> Clone for RateLimit<S, St, K, P, R> {
+    fn clone(&self) -> Self {
+        RateLimit {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            responder: self.responder.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St, K, P, R> fmt::Debug for RateLimit<S, St, K, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, St, K, P, R, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, St, K, P, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    St: RateLimitStore,
+    K: KeyExtractor,
+    P: SelectPolicy,
+    R: Responder<ResB>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, St::Future, S, R, ReqB, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let config = &*self.config;
+        let head = RequestHead::from(&req);
+        let Some(policy) = config.policy.select(&head) else {
+            return ResponseFuture::inner(self.inner.call(req), None, false);
+        };
+        let key = match config.key.extract(&head) {
+            Ok(key) => key,
+            Err(error) => {
+                tracing::debug!(target: "palisade::ratelimit", %error, "no rate-limit key");
+                return ResponseFuture::rejected(self.responder.respond(&MissingKey(error)));
+            }
+        };
+        let cost = config.cost.as_ref().map_or(1, |cost| cost(&head)).min(MAX_COST);
+        match config.store.check(policy, &key, cost, Mode::Consume) {
+            Checked::Ready(result) => match verdict(policy, config.shadow, result) {
+                Verdict::Proceed(decision) => {
+                    ResponseFuture::inner(self.inner.call(req), decision, config.legacy_headers)
+                }
+                Verdict::Reject(rejection) => {
+                    ResponseFuture::rejected(rejection.render(&self.responder, config.legacy_headers))
+                }
+            },
+            Checked::Pending(check) => {
+                let fresh = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, fresh);
+                ResponseFuture::checking(
+                    check,
+                    Pending {
+                        inner: ready,
+                        req,
+                        policy: policy.clone(),
+                        shadow: config.shadow,
+                        legacy_headers: config.legacy_headers,
+                        responder: self.responder.clone(),
+                    },
+                )
+            }
+        }
+    }
+}
+
+/// What to do with a request once the store has answered.
+pub(crate) enum Verdict {
+    /// Call the inner service; add these headers to its response.
+    Proceed(Option<Decision>),
+    /// Answer with this rejection.
+    Reject(Refusal),
+}
+
+pub(crate) enum Refusal {
+    Limited(RateLimited),
+    Backend(BackendUnavailable),
+}
+
+impl Refusal {
+    pub(crate) fn render<R: Responder<B>, B>(self, responder: &R, legacy: bool) -> Response<B> {
+        match self {
+            Refusal::Limited(mut limited) => {
+                limited.set_legacy_headers(legacy);
+                responder.respond(&limited)
+            }
+            Refusal::Backend(unavailable) => responder.respond(&unavailable),
+        }
+    }
+}
+
+/// The pure part of a layer decision: store answer + policy + mode → verdict.
+pub(crate) fn verdict(
+    policy: &Policy,
+    shadow: bool,
+    result: Result<Decision, BackendError>,
+) -> Verdict {
+    match result {
+        Ok(decision) if decision.is_allowed() => {
+            policy.record("allowed");
+            Verdict::Proceed((!shadow).then_some(decision))
+        }
+        Ok(_) if shadow => {
+            policy.record("shadow_rejected");
+            tracing::info!(
+                target: "palisade::ratelimit",
+                policy = policy.name(),
+                "shadow mode: request would have been rate limited"
+            );
+            Verdict::Proceed(None)
+        }
+        Ok(decision) => {
+            policy.record("rejected");
+            tracing::debug!(target: "palisade::ratelimit", policy = policy.name(), "rate limited");
+            Verdict::Reject(Refusal::Limited(RateLimited::new(decision, false)))
+        }
+        Err(error) => {
+            if policy.on_backend_error().apply("ratelimit", &error) {
+                Verdict::Proceed(None)
+            } else {
+                Verdict::Reject(Refusal::Backend(BackendUnavailable {
+                    layer: "ratelimit",
+                    source: error,
+                }))
+            }
+        }
+    }
+}

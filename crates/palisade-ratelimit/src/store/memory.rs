@@ -1,0 +1,208 @@
+use std::{
+    collections::HashMap,
+    fmt,
+    hash::{BuildHasher, Hash, Hasher},
+    sync::{Arc, Mutex},
+};
+
+use palisade_core::{BackendError, key::Key};
+use tokio::time::Instant;
+
+use super::{Checked, Mode, RateLimitStore};
+use crate::{
+    Decision, Policy,
+    algorithm::{self, LimitState, Micros, Step},
+    policy::MAX_LIMITS,
+};
+
+/// Rate-limit state in this process's memory: the same algorithms as Redis, for one instance.
+///
+/// **Per process, not distributed**: with N instances behind a load balancer each admits the
+/// full quota, N times in all. Use it for development, tests and single-instance services; use
+/// [`RedisStore`](crate::RedisStore) for a limit shared by a fleet.
+///
+/// Concurrent: keys are spread over mutex-guarded shards, and all limits of one key live in
+/// one entry, so a multi-limit check is atomic under one short lock. Time comes from
+/// `tokio::time`, so tests can pause it.
+///
+/// Memory stays bounded: an entry is removed once every limit in it is fully restored — when
+/// forgetting it changes no decision. Each shard sweeps expired entries as time passes or when
+/// it has doubled since its last sweep, so a stream of never-repeated keys costs at most the
+/// keys active within the longest window.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    epoch: Instant,
+    hasher: foldhash::fast::RandomState,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<Key, Entry, foldhash::fast::RandomState>,
+    /// Sweep no earlier than this (µs since the store's epoch)…
+    next_sweep: Micros,
+    /// …unless the shard has grown past this many entries.
+    sweep_above: usize,
+}
+
+/// The state of every limit (of any policy) one key has.
+struct Entry {
+    /// `(namespace, state)`: few per key, so a vector beats a map.
+    limits: Vec<(Arc<str>, Option<LimitState>)>,
+    /// After this instant every limit is fully restored and the entry can go.
+    expires_at: Micros,
+}
+
+const SWEEP_EVERY: Micros = 1_000_000;
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        let shards = std::thread::available_parallelism()
+            .map_or(4, |n| n.get())
+            .saturating_mul(4)
+            .next_power_of_two()
+            .clamp(8, 256);
+        MemoryStore {
+            inner: Arc::new(Inner {
+                epoch: Instant::now(),
+                hasher: foldhash::fast::RandomState::default(),
+                shards: (0..shards)
+                    .map(|_| {
+                        Mutex::new(Shard {
+                            sweep_above: 1024,
+                            ..Shard::default()
+                        })
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// How many keys hold state (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.entries.len()))
+            .sum()
+    }
+
+    /// Whether no key holds state.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn now(&self) -> Micros {
+        Instant::now()
+            .saturating_duration_since(self.inner.epoch)
+            .as_micros() as Micros
+    }
+
+    /// Decides at `now` (µs since the store's epoch) instead of the store's clock: for the
+    /// differential test against the Redis script.
+    #[doc(hidden)]
+    pub fn check_at(
+        &self,
+        policy: &Policy,
+        key: &Key,
+        cost: u64,
+        mode: Mode,
+        now: Micros,
+    ) -> Decision {
+        let mut h = self.inner.hasher.build_hasher();
+        key.hash(&mut h);
+        let shard = &self.inner.shards[h.finish() as usize & (self.inner.shards.len() - 1)];
+        // A poisoned shard only means another thread panicked mid-update of plain data; the
+        // state is still consistent enough to rate-limit with.
+        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        shard.maybe_sweep(now);
+
+        let namespaces = policy.namespaces();
+        let limits = policy.limits();
+        let entry = shard.entries.get_mut(key);
+        let mut slots = [usize::MAX; MAX_LIMITS];
+        let mut steps: [Option<Step>; MAX_LIMITS] = Default::default();
+        let expired = entry.as_ref().is_some_and(|e| e.expires_at <= now);
+        for (i, limit) in limits.iter().enumerate() {
+            let state = entry.as_ref().filter(|_| !expired).and_then(|e| {
+                let slot = e.limits.iter().position(|(ns, _)| **ns == *namespaces[i])?;
+                slots[i] = slot;
+                e.limits[slot].1.as_ref()
+            });
+            steps[i] = Some(algorithm::decide(limit.algorithm(), state, now, cost));
+        }
+        let decision = Decision::from_steps(policy, steps.iter().flatten());
+        if !decision.is_allowed() || mode == Mode::Peek {
+            return decision;
+        }
+
+        let expires_in = decision
+            .limits()
+            .iter()
+            .map(|o| o.reset_after)
+            .max()
+            .unwrap_or(0);
+        let entry = match entry {
+            Some(e) => {
+                if expired {
+                    e.limits.clear();
+                    slots = [usize::MAX; MAX_LIMITS];
+                }
+                e
+            }
+            None => shard.entries.entry(key.clone()).or_insert(Entry {
+                limits: Vec::with_capacity(limits.len()),
+                expires_at: 0,
+            }),
+        };
+        entry.expires_at = entry.expires_at.max(now + expires_in);
+        for (i, step) in steps.into_iter().flatten().enumerate() {
+            let slot = if slots[i] == usize::MAX {
+                entry.limits.push((Arc::from(namespaces[i].as_str()), None));
+                entry.limits.len() - 1
+            } else {
+                slots[i]
+            };
+            step.update.apply(&mut entry.limits[slot].1);
+        }
+        decision
+    }
+}
+
+impl Shard {
+    fn maybe_sweep(&mut self, now: Micros) {
+        if now < self.next_sweep && self.entries.len() <= self.sweep_above {
+            return;
+        }
+        self.entries.retain(|_, e| e.expires_at > now);
+        self.next_sweep = now + SWEEP_EVERY;
+        self.sweep_above = (self.entries.len() * 2).max(1024);
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.inner.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimitStore for MemoryStore {
+    type Future = std::future::Ready<Result<Decision, BackendError>>;
+
+    fn check(&self, policy: &Policy, key: &Key, cost: u64, mode: Mode) -> Checked<Self::Future> {
+        Checked::Ready(Ok(self.check_at(policy, key, cost, mode, self.now())))
+    }
+}
