@@ -71,7 +71,12 @@ pub trait Responder<B>: Clone + Send + Sync + 'static {
 /// "0" retries at once and is rejected again.
 pub fn retry_after_seconds(wait: Duration) -> u64 {
     let secs = wait.as_secs();
-    if wait.subsec_nanos() > 0 { secs + 1 } else { secs }.max(1)
+    if wait.subsec_nanos() > 0 {
+        secs + 1
+    } else {
+        secs
+    }
+    .max(1)
 }
 
 /// RFC 9457 `application/problem+json` responses: the default responder.

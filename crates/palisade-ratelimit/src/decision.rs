@@ -45,7 +45,10 @@ pub struct Decision {
 
 impl Decision {
     /// Assembles a decision from the steps of every limit (in policy order).
-    pub(crate) fn from_steps<'a>(policy: &Policy, steps: impl IntoIterator<Item = &'a Step>) -> Self {
+    pub(crate) fn from_steps<'a>(
+        policy: &Policy,
+        steps: impl IntoIterator<Item = &'a Step>,
+    ) -> Self {
         let steps: Vec<&Step> = steps.into_iter().collect();
         let allowed = steps.iter().all(|s| s.fits);
         let mut outcomes = [LimitOutcome::default(); MAX_LIMITS];
@@ -60,7 +63,11 @@ impl Decision {
     }
 
     /// Assembles a decision from per-limit outcomes.
-    pub(crate) fn from_outcomes(policy: &Policy, allowed: bool, outcomes: [LimitOutcome; MAX_LIMITS]) -> Self {
+    pub(crate) fn from_outcomes(
+        policy: &Policy,
+        allowed: bool,
+        outcomes: [LimitOutcome; MAX_LIMITS],
+    ) -> Self {
         Decision {
             allowed,
             policy: policy.clone(),
@@ -104,7 +111,9 @@ impl Decision {
 
     /// Whether the request was denied because its cost exceeds a limit's capacity.
     pub fn is_never(&self) -> bool {
-        self.limits().iter().any(|o| !o.fits && o.retry_after.is_none())
+        self.limits()
+            .iter()
+            .any(|o| !o.fits && o.retry_after.is_none())
     }
 
     /// The names of the limits that refused.

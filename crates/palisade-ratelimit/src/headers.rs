@@ -65,7 +65,12 @@ pub fn rate_limit_value(decision: &Decision) -> HeaderValue {
             out.push_str(", ");
         }
         out.push_str(limit.sf_name());
-        let _ = write!(out, ";r={};t={}", outcome.remaining, outcome.reset_seconds());
+        let _ = write!(
+            out,
+            ";r={};t={}",
+            outcome.remaining,
+            outcome.reset_seconds()
+        );
     }
     HeaderValue::from_str(&out).unwrap_or(HeaderValue::from_static(""))
 }
@@ -73,7 +78,10 @@ pub fn rate_limit_value(decision: &Decision) -> HeaderValue {
 /// Adds `RateLimit-Policy` and `RateLimit`, and with `legacy` the `X-RateLimit-*` trio for the
 /// tightest limit.
 pub fn insert(headers: &mut HeaderMap, decision: &Decision, legacy: bool) {
-    headers.insert(RATELIMIT_POLICY.clone(), decision.policy().header_value().clone());
+    headers.insert(
+        RATELIMIT_POLICY.clone(),
+        decision.policy().header_value().clone(),
+    );
     headers.insert(RATELIMIT.clone(), rate_limit_value(decision));
     if legacy {
         let tightest = decision
@@ -88,7 +96,10 @@ pub fn insert(headers: &mut HeaderMap, decision: &Decision, legacy: bool) {
                 .map_or(0, |d| d.as_secs());
             headers.insert(X_RATELIMIT_LIMIT.clone(), limit.algorithm().quota().into());
             headers.insert(X_RATELIMIT_REMAINING.clone(), outcome.remaining.into());
-            headers.insert(X_RATELIMIT_RESET.clone(), (now + outcome.reset_seconds()).into());
+            headers.insert(
+                X_RATELIMIT_RESET.clone(),
+                (now + outcome.reset_seconds()).into(),
+            );
         }
     }
 }

@@ -2,32 +2,43 @@
 //! fixed window, on Redis (one `EVALSHA` per decision) or in memory.
 //!
 //! ```
-//! use std::{net::SocketAddr, time::Duration};
-//! use axum::{Router, routing::get};
+//! use axum::{Router, body::Body, routing::get};
+//! use palisade_core::key::PeerAddr;
 //! use palisade_ratelimit::{MemoryStore, Policy, RateLimitLayer, TokenBucket};
+//! use tower::ServiceExt;
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! // 10 requests at once per client IP, refilled at 5 per second.
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Bursts of 10 requests per client IP, refilled at 5 per second.
 //! let policy = Policy::new("api", TokenBucket::new(10, 5.0)?)?;
-//! let app: Router = Router::new()
+//! let app = Router::new()
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(RateLimitLayer::new(MemoryStore::new(), policy));
 //!
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! // Connect info gives the layer each client's address.
-//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//! // A server passes each client's address along when served with
+//! // `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`;
+//! // here we hand it over ourselves.
+//! let request = || {
+//!     let mut req = http::Request::get("/").body(Body::empty()).unwrap();
+//!     req.extensions_mut().insert(PeerAddr("192.0.2.1:4000".parse().unwrap()));
+//!     req
+//! };
+//! for _ in 0..10 {
+//!     let response = app.clone().oneshot(request()).await?;
+//!     assert_eq!(response.status(), 200);
+//!     assert_eq!(response.headers()["ratelimit-policy"], "\"api\";q=10;w=2");
+//! }
+//! let refused = app.clone().oneshot(request()).await?;
+//! assert_eq!(refused.status(), 429);
+//! assert_eq!(refused.headers()["retry-after"], "1");
+//! assert_eq!(refused.headers()["ratelimit"], "\"api\";r=0;t=1");
+//! assert_eq!(refused.headers()["content-type"], "application/problem+json");
 //! # Ok(()) }
 //! ```
 //!
-//! Every response then carries the IETF fields (draft-10):
-//!
-//! ```text
-//! RateLimit-Policy: "api";q=10;w=2
-//! RateLimit: "api";r=9;t=1
-//! ```
-//!
-//! and the eleventh request in a burst gets `429 Too Many Requests` with `Retry-After: 1`
-//! (rounded **up**, never 0) and an RFC 9457 `application/problem+json` body.
+//! Every response carries the IETF `RateLimit-Policy` and `RateLimit` fields (draft-10); a
+//! refusal is `429 Too Many Requests` with `Retry-After` rounded **up** (never 0) and an
+//! RFC 9457 `application/problem+json` body.
 //!
 //! # Shared by a fleet: Redis
 //!
@@ -72,6 +83,7 @@
 
 pub mod algorithm;
 mod decision;
+mod future;
 pub mod headers;
 mod layer;
 mod limiter;
@@ -80,17 +92,18 @@ mod rejection;
 mod select;
 mod service;
 pub mod store;
-mod future;
 
 pub use algorithm::{Algorithm, FixedWindow, Gcra, SlidingWindowLog, TokenBucket};
 pub use decision::{Decision, LimitOutcome};
 pub use future::ResponseFuture;
 pub use layer::{CostFn, RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::{MAX_COST, RateLimiter};
-pub use policy::{Limit, LimitConfig, MAX_LIMITS, Policy, PolicyBuilder, PolicyConfig, PolicyError};
+pub use policy::{
+    Limit, LimitConfig, MAX_LIMITS, Policy, PolicyBuilder, PolicyConfig, PolicyError,
+};
 pub use rejection::{QUOTA_EXCEEDED, RateLimited};
 pub use select::{SelectPolicy, Tiers};
 pub use service::RateLimit;
-pub use store::{MemoryStore, RateLimitStore};
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
+pub use store::{MemoryStore, RateLimitStore};

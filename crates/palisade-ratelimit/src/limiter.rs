@@ -71,7 +71,10 @@ impl<S: RateLimitStore> RateLimiter<S> {
     }
 
     async fn run(&self, key: &Key, cost: u64, mode: Mode) -> Result<Decision, BackendError> {
-        match self.store.check(&self.policy, key, cost.min(MAX_COST), mode) {
+        match self
+            .store
+            .check(&self.policy, key, cost.min(MAX_COST), mode)
+        {
             Checked::Ready(result) => result,
             Checked::Pending(future) => future.await,
         }

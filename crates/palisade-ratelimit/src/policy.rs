@@ -366,9 +366,8 @@ impl TryFrom<PolicyConfig> for Policy {
     type Error = PolicyError;
 
     fn try_from(config: PolicyConfig) -> Result<Policy, PolicyError> {
-        let context = |e: PolicyError| {
-            PolicyError::invalid(format!("policy `{}`: {}", config.name, e.0))
-        };
+        let context =
+            |e: PolicyError| PolicyError::invalid(format!("policy `{}`: {}", config.name, e.0));
         let mut builder = Policy::builder(&config.name).on_backend_error(config.on_backend_error);
         for limit in &config.limits {
             builder = match limit {
@@ -376,7 +375,10 @@ impl TryFrom<PolicyConfig> for Policy {
                     name,
                     capacity,
                     refill_per_second,
-                } => builder.limit(name, TokenBucket::new(*capacity, *refill_per_second).map_err(context)?),
+                } => builder.limit(
+                    name,
+                    TokenBucket::new(*capacity, *refill_per_second).map_err(context)?,
+                ),
                 LimitConfig::Gcra {
                     name,
                     quota,
@@ -393,7 +395,10 @@ impl TryFrom<PolicyConfig> for Policy {
                     name,
                     quota,
                     window,
-                } => builder.limit(name, SlidingWindowLog::new(*quota, *window).map_err(context)?),
+                } => builder.limit(
+                    name,
+                    SlidingWindowLog::new(*quota, *window).map_err(context)?,
+                ),
                 LimitConfig::FixedWindow {
                     name,
                     quota,

@@ -97,15 +97,19 @@ where
                 return ResponseFuture::rejected(self.responder.respond(&MissingKey(error)));
             }
         };
-        let cost = config.cost.as_ref().map_or(1, |cost| cost(&head)).min(MAX_COST);
+        let cost = config
+            .cost
+            .as_ref()
+            .map_or(1, |cost| cost(&head))
+            .min(MAX_COST);
         match config.store.check(policy, &key, cost, Mode::Consume) {
             Checked::Ready(result) => match verdict(policy, config.shadow, result) {
                 Verdict::Proceed(decision) => {
                     ResponseFuture::inner(self.inner.call(req), decision, config.legacy_headers)
                 }
-                Verdict::Reject(rejection) => {
-                    ResponseFuture::rejected(rejection.render(&self.responder, config.legacy_headers))
-                }
+                Verdict::Reject(rejection) => ResponseFuture::rejected(
+                    rejection.render(&self.responder, config.legacy_headers),
+                ),
             },
             Checked::Pending(check) => {
                 let fresh = self.inner.clone();

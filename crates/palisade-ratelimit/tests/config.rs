@@ -76,7 +76,10 @@ fn invalid_policies_say_what_to_fix() {
         refill_per_second = 1
         "#,
     );
-    assert!(e.contains("policy `api`") && e.contains("capacity must be"), "{e}");
+    assert!(
+        e.contains("policy `api`") && e.contains("capacity must be"),
+        "{e}"
+    );
 
     let e = error_of(
         r#"
@@ -100,8 +103,10 @@ fn invalid_policies_say_what_to_fix() {
     );
     assert!(e.contains("leaky_bucket"), "{e}");
 
-    let e = error_of(r#"name = "api"
-limits = []"#);
+    let e = error_of(
+        r#"name = "api"
+limits = []"#,
+    );
     assert!(e.contains("needs 1..=4 limits"), "{e}");
 
     let e = error_of(

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use palisade_core::key::Key;
 use palisade_ratelimit::{
-    FixedWindow, Gcra, MemoryStore, Policy, RedisStore, SlidingWindowLog, TokenBucket,
-    store::Mode,
+    FixedWindow, Gcra, MemoryStore, Policy, RedisStore, SlidingWindowLog, TokenBucket, store::Mode,
 };
 use palisade_testkit::TestRedis;
 use proptest::{prelude::*, test_runner::TestCaseError};
@@ -19,11 +18,7 @@ fn policies() -> Vec<Policy> {
         Policy::new("tb", TokenBucket::new(5, 2.5).unwrap()).unwrap(),
         Policy::new("tb-slow", TokenBucket::new(3, 0.7).unwrap()).unwrap(),
         Policy::new("tb-one", TokenBucket::new(1, 1000.0).unwrap()).unwrap(),
-        Policy::new(
-            "gcra",
-            Gcra::new(10, s(1)).unwrap().with_burst(4).unwrap(),
-        )
-        .unwrap(),
+        Policy::new("gcra", Gcra::new(10, s(1)).unwrap().with_burst(4).unwrap()).unwrap(),
         Policy::new("gcra-odd", Gcra::new(7, ms(3_333)).unwrap()).unwrap(),
         Policy::new("fw", FixedWindow::new(7, s(2)).unwrap()).unwrap(),
         Policy::new("swl", SlidingWindowLog::new(6, ms(1_500)).unwrap()).unwrap(),

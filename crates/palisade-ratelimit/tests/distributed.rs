@@ -57,7 +57,10 @@ async fn four_instances_never_over_admit() {
         let elapsed = started.elapsed().as_secs_f64();
         let admitted = admitted.load(Ordering::Relaxed);
         let bound = capacity + (per_second * elapsed).ceil() as u64;
-        assert!(admitted >= capacity, "round {round}: only {admitted} admitted");
+        assert!(
+            admitted >= capacity,
+            "round {round}: only {admitted} admitted"
+        );
         assert!(
             admitted <= bound,
             "round {round}: {admitted} admitted, at most {bound} allowed in {elapsed:.3}s"
@@ -70,9 +73,11 @@ async fn four_instances_never_over_admit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sliding_window_is_exact_across_instances() {
     let redis = TestRedis::connect().await;
-    let policy =
-        Policy::new("exact", SlidingWindowLog::new(40, Duration::from_secs(3600)).unwrap())
-            .unwrap();
+    let policy = Policy::new(
+        "exact",
+        SlidingWindowLog::new(40, Duration::from_secs(3600)).unwrap(),
+    )
+    .unwrap();
     let mut tasks = Vec::new();
     let key = Key::from("exact");
     for _ in 0..4 {
@@ -109,12 +114,19 @@ async fn redis_outage_is_answered_by_policy_and_recovers() {
     let store = RedisStore::new(client).with_timeout(timeout);
     let open = RateLimiter::new(
         store.clone(),
-        Policy::new("open", Gcra::new(1_000_000, Duration::from_secs(1)).unwrap()).unwrap(),
+        Policy::new(
+            "open",
+            Gcra::new(1_000_000, Duration::from_secs(1)).unwrap(),
+        )
+        .unwrap(),
     );
     let closed = RateLimiter::new(
         store.clone(),
         Policy::builder("closed")
-            .limit("closed", Gcra::new(1_000_000, Duration::from_secs(1)).unwrap())
+            .limit(
+                "closed",
+                Gcra::new(1_000_000, Duration::from_secs(1)).unwrap(),
+            )
             .unwrap()
             .on_backend_error(OnBackendError::FailClosed)
             .build()
@@ -146,8 +158,14 @@ async fn redis_outage_is_answered_by_policy_and_recovers() {
         if result.is_err() {
             errors += 1;
         }
-        assert!(open.is_allowed(&key).await, "fail-open admits while Redis is down");
-        assert!(!closed.is_allowed(&key).await, "fail-closed refuses while Redis is down");
+        assert!(
+            open.is_allowed(&key).await,
+            "fail-open admits while Redis is down"
+        );
+        assert!(
+            !closed.is_allowed(&key).await,
+            "fail-closed refuses while Redis is down"
+        );
     }
     assert!(errors > 0, "the store noticed the outage");
 
@@ -159,7 +177,10 @@ async fn redis_outage_is_answered_by_policy_and_recovers() {
         if result == Ok(true) {
             break;
         }
-        assert!(Instant::now() < recovered_by, "no recovery after restart: {result:?}");
+        assert!(
+            Instant::now() < recovered_by,
+            "no recovery after restart: {result:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The restarted node lost its script cache: EVALSHA → NOSCRIPT → EVAL reloaded it.
@@ -216,9 +237,15 @@ async fn works_on_redis_cluster() {
     let policy = Policy::builder("api")
         .limit("burst", TokenBucket::new(3, 0.001).unwrap())
         .unwrap()
-        .limit("daily", FixedWindow::new(5, Duration::from_secs(86_400)).unwrap())
+        .limit(
+            "daily",
+            FixedWindow::new(5, Duration::from_secs(86_400)).unwrap(),
+        )
         .unwrap()
-        .limit("strict", SlidingWindowLog::new(4, Duration::from_secs(600)).unwrap())
+        .limit(
+            "strict",
+            SlidingWindowLog::new(4, Duration::from_secs(600)).unwrap(),
+        )
         .unwrap()
         .build()
         .unwrap();

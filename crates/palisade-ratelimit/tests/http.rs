@@ -40,7 +40,13 @@ fn get_from(peer: &str, uri: &str) -> Request<Body> {
 }
 
 async fn send(app: &mut Router, req: Request<Body>) -> Response<Body> {
-    app.as_service().ready().await.unwrap().call(req).await.unwrap()
+    app.as_service()
+        .ready()
+        .await
+        .unwrap()
+        .call(req)
+        .await
+        .unwrap()
 }
 
 async fn json(response: Response<Body>) -> Value {
@@ -74,7 +80,10 @@ async fn allowed_and_rejected_responses_carry_the_fields() {
     assert_eq!(header(&r, "content-type"), "application/problem+json");
     let retry_after: u64 = header(&r, "retry-after").parse().unwrap();
     assert!(retry_after >= 1);
-    assert_eq!(header(&r, "ratelimit"), format!("\"api\";r=0;t={retry_after}"));
+    assert_eq!(
+        header(&r, "ratelimit"),
+        format!("\"api\";r=0;t={retry_after}")
+    );
     let body = json(r).await;
     assert_eq!(
         body["type"],
@@ -106,7 +115,10 @@ async fn retry_after_is_rounded_up_never_zero_and_legacy_headers_on_request() {
     assert_eq!(header(&r, "retry-after"), "1");
     assert_eq!(header(&r, "x-ratelimit-remaining"), "0");
     let reset: u64 = header(&r, "x-ratelimit-reset").parse().unwrap();
-    assert!(reset > 1_700_000_000, "X-RateLimit-Reset is a Unix time: {reset}");
+    assert!(
+        reset > 1_700_000_000,
+        "X-RateLimit-Reset is a Unix time: {reset}"
+    );
 }
 
 #[tokio::test]
@@ -150,9 +162,8 @@ async fn per_route_policies() {
 
 #[tokio::test]
 async fn per_tier_policies_and_cost_per_request() {
-    let per_minute = |name: &str, n| {
-        Policy::new(name, Gcra::new(n, Duration::from_secs(60)).unwrap()).unwrap()
-    };
+    let per_minute =
+        |name: &str, n| Policy::new(name, Gcra::new(n, Duration::from_secs(60)).unwrap()).unwrap();
     let tiers = Tiers::new(per_minute("anonymous", 2))
         .tier("free", per_minute("free", 5))
         .tier("pro", per_minute("pro", 50))
@@ -177,8 +188,15 @@ async fn per_tier_policies_and_cost_per_request() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(header(&r, "ratelimit").starts_with("\"pro\";r=40"));
     let r = send(&mut app, req(Some("free"), "k2", "/bulk")).await;
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "a cost of 10 never fits 5");
-    assert!(r.headers().get("retry-after").is_none(), "no retry can succeed");
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a cost of 10 never fits 5"
+    );
+    assert!(
+        r.headers().get("retry-after").is_none(),
+        "no retry can succeed"
+    );
     let r = send(&mut app, req(Some("unknown-plan"), "k3", "/")).await;
     assert!(header(&r, "ratelimit-policy").starts_with("\"anonymous\""));
     let r = send(&mut app, req(None, "k3", "/")).await;
@@ -244,7 +262,12 @@ async fn hostile_keys_are_handled_without_panic() {
     let r = send(&mut app, Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(header(&r, "content-type"), "application/problem+json");
-    assert!(json(r).await["detail"].as_str().unwrap().contains("x-api-key"));
+    assert!(
+        json(r).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("x-api-key")
+    );
 }
 
 #[tokio::test]
@@ -311,18 +334,25 @@ async fn dead_backend_fails_open_or_closed_as_configured() {
             .build()
             .unwrap()
     };
-    let mut open = Router::new().route("/", get(|| async { "ok" })).layer(RateLimitLayer::new(
-        store.clone(),
-        policy("open", OnBackendError::FailOpen),
-    ));
+    let mut open = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(
+            store.clone(),
+            policy("open", OnBackendError::FailOpen),
+        ));
     let r = send(&mut open, get_from("192.0.2.1:1", "/")).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers().get("ratelimit").is_none(), "no verdict, no fields");
+    assert!(
+        r.headers().get("ratelimit").is_none(),
+        "no verdict, no fields"
+    );
 
-    let mut closed = Router::new().route("/", get(|| async { "ok" })).layer(RateLimitLayer::new(
-        store,
-        policy("closed", OnBackendError::FailClosed),
-    ));
+    let mut closed = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(
+            store,
+            policy("closed", OnBackendError::FailClosed),
+        ));
     let r = send(&mut closed, get_from("192.0.2.1:1", "/")).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&r, "retry-after"), "1");
@@ -365,7 +395,11 @@ async fn over_a_real_socket() {
         statuses.push(r.status().as_u16());
         assert!(r.headers().contains_key("ratelimit-policy"));
         if r.status() == StatusCode::TOO_MANY_REQUESTS {
-            let secs: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            let secs: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             assert!(secs >= 1);
         }
         let _ = r.into_body().collect().await.unwrap();
@@ -398,7 +432,11 @@ async fn grpc_clients_get_resource_exhausted() {
     let ok = svc.ready().await.unwrap().call(request()).await.unwrap();
     assert!(ok.headers().get("grpc-status").is_none());
     let refused = svc.ready().await.unwrap().call(request()).await.unwrap();
-    assert_eq!(refused.status(), StatusCode::OK, "gRPC errors travel as grpc-status");
+    assert_eq!(
+        refused.status(),
+        StatusCode::OK,
+        "gRPC errors travel as grpc-status"
+    );
     let status = tonic::Status::from_header_map(refused.headers()).unwrap();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     let pushback: u64 = refused.headers()["grpc-retry-pushback-ms"]

@@ -32,7 +32,11 @@ async fn never_repeated_keys_do_not_grow_memory_without_bound() {
     for i in 0..5_000u64 {
         let _ = limiter.check(&Key::from(format!("late-{i}")), 1).await;
     }
-    assert!(store.len() <= 5_000, "{} entries after everything expired", store.len());
+    assert!(
+        store.len() <= 5_000,
+        "{} entries after everything expired",
+        store.len()
+    );
 }
 
 #[tokio::test(start_paused = true)]

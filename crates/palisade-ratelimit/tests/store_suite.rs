@@ -35,7 +35,13 @@ async fn admits_quota_then_refuses<S: RateLimitStore>(store: S) {
         assert!(refused.retry_after().unwrap() > Duration::ZERO);
         assert_eq!(refused.violated().collect::<Vec<_>>(), [policy.name()]);
         // Another key has its own quota.
-        assert!(limiter.check(&Key::from("client-b"), 5).await.unwrap().is_allowed());
+        assert!(
+            limiter
+                .check(&Key::from("client-b"), 5)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
     }
 }
 
@@ -46,7 +52,12 @@ async fn peek_consumes_nothing<S: RateLimitStore>(store: S) {
         for _ in 0..10 {
             let d = limiter.peek(&key, 2).await.unwrap();
             assert!(d.is_allowed());
-            assert_eq!(d.remaining(), 1, "{}: peek reports the remainder after the cost", policy.name());
+            assert_eq!(
+                d.remaining(),
+                1,
+                "{}: peek reports the remainder after the cost",
+                policy.name()
+            );
         }
         assert_eq!(limiter.check(&key, 3).await.unwrap().remaining(), 0);
     }
@@ -59,7 +70,13 @@ async fn cost_above_capacity_never_fits<S: RateLimitStore>(store: S) {
         assert!(!d.is_allowed() && d.is_never(), "{}", policy.name());
         assert_eq!(d.retry_after(), None);
         // …and consumed nothing.
-        assert!(limiter.check(&Key::from("greedy"), 4).await.unwrap().is_allowed());
+        assert!(
+            limiter
+                .check(&Key::from("greedy"), 4)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
     }
 }
 
@@ -76,7 +93,11 @@ async fn several_limits_are_all_or_nothing<S: RateLimitStore>(store: S) {
     let first = limiter.check(&key, 2).await.unwrap();
     assert!(first.is_allowed());
     assert_eq!(
-        first.limits().iter().map(|l| l.remaining).collect::<Vec<_>>(),
+        first
+            .limits()
+            .iter()
+            .map(|l| l.remaining)
+            .collect::<Vec<_>>(),
         [3, 1]
     );
     // Fits "burst" (3 left) but not "daily" (1 left): refused, and "burst" keeps its 3.
@@ -85,7 +106,11 @@ async fn several_limits_are_all_or_nothing<S: RateLimitStore>(store: S) {
     assert_eq!(refused.violated().collect::<Vec<_>>(), ["daily"]);
     let after = limiter.peek(&key, 0).await.unwrap();
     assert_eq!(
-        after.limits().iter().map(|l| l.remaining).collect::<Vec<_>>(),
+        after
+            .limits()
+            .iter()
+            .map(|l| l.remaining)
+            .collect::<Vec<_>>(),
         [3, 1]
     );
 }

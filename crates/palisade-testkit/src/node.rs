@@ -166,7 +166,10 @@ impl RedisCluster {
                 if info.contains("cluster_state:ok") {
                     break;
                 }
-                assert!(Instant::now() < deadline, "cluster did not become ok: {info}");
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster did not become ok: {info}"
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

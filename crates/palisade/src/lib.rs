@@ -1,1 +1,74 @@
-//! placeholder
+//! palisade: the distributed-systems patterns multi-instance services keep rewriting by hand,
+//! as tower layers for axum, tonic and any `tower::Service`.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use palisade::prelude::*;
+//! use tower::{Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let policy = Policy::new("api", TokenBucket::new(2, 1.0)?)?;
+//! let layer = RateLimitLayer::builder(MemoryStore::new(), policy)
+//!     .key(Header::new("x-api-key"))
+//!     .build();
+//! let service = layer.layer(tower::service_fn(|_req: http::Request<String>| async {
+//!     Ok::<_, Infallible>(http::Response::new(String::from("hello")))
+//! }));
+//!
+//! let request = || http::Request::get("/").header("x-api-key", "k1").body(String::new()).unwrap();
+//! assert_eq!(service.clone().oneshot(request()).await?.status(), 200);
+//! assert_eq!(service.clone().oneshot(request()).await?.status(), 200);
+//! assert_eq!(service.clone().oneshot(request()).await?.status(), 429);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layers
+//!
+//! | feature | layer | crate |
+//! |---|---|---|
+//! | `ratelimit` (default) | `RateLimitLayer`: token bucket, GCRA, sliding-window log, fixed window | [`ratelimit`] |
+//!
+//! Circuit breaking, retry, bulkheads, idempotency keys and distributed locks follow, each its
+//! own crate and feature.
+//!
+//! # Backends
+//!
+//! Every layer runs on an in-memory store (per process: for development, tests and single
+//! instances — **not** a distributed limit) and, with the `redis` feature (default), on a
+//! shared `fred` Redis client so a whole fleet enforces one limit.
+//!
+//! # Features
+//! - `ratelimit` (default): [`ratelimit`].
+//! - `redis` (default): Redis stores.
+//! - `grpc`: render rejections as `tonic::Status` ([`core::responder::Grpc`]).
+//! - `axum`: key by axum's matched route; read axum's `ConnectInfo`.
+#![warn(missing_docs)]
+
+pub use palisade_core as core;
+pub use palisade_core::{BackendError, OnBackendError, ProblemDetails, key};
+
+/// Rate limiting: [`RateLimitLayer`](ratelimit::RateLimitLayer) and its stores.
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit {
+    pub use palisade_ratelimit::*;
+}
+
+/// The names most services use.
+pub mod prelude {
+    pub use palisade_core::{
+        OnBackendError, ProblemJson,
+        key::{ClientIp, FnKey, Global, Header, Key, KeyExtractor, PeerAddr, Principal},
+    };
+    #[cfg(feature = "axum")]
+    pub use palisade_core::key::MatchedRoute;
+    #[cfg(feature = "grpc")]
+    pub use palisade_core::responder::Grpc;
+    #[cfg(all(feature = "ratelimit", feature = "redis"))]
+    pub use palisade_ratelimit::RedisStore;
+    #[cfg(feature = "ratelimit")]
+    pub use palisade_ratelimit::{
+        FixedWindow, Gcra, MemoryStore, Policy, RateLimitLayer, RateLimiter, SlidingWindowLog,
+        Tiers, TokenBucket,
+    };
+}

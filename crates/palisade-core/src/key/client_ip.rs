@@ -290,11 +290,7 @@ mod tests {
             &[("x-forwarded-for", "1.1.1.1, not-an-ip, 10.0.0.5")],
         );
         assert_eq!(k, "ip:10.0.0.5");
-        let k = key(
-            &proxies(),
-            "10.0.0.1:1",
-            &[("forwarded", "for=unknown")],
-        );
+        let k = key(&proxies(), "10.0.0.1:1", &[("forwarded", "for=unknown")]);
         assert_eq!(k, "ip:10.0.0.1");
     }
 

@@ -17,7 +17,9 @@ impl<A, B> Or<A, B> {
 
 impl<A: KeyExtractor, B: KeyExtractor> KeyExtractor for Or<A, B> {
     fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
-        self.first.extract(req).or_else(|_| self.second.extract(req))
+        self.first
+            .extract(req)
+            .or_else(|_| self.second.extract(req))
     }
 }
 

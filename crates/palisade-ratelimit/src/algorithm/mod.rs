@@ -190,7 +190,7 @@ pub(crate) fn window_micros(window: std::time::Duration) -> Result<Micros, Polic
 
 /// `ceil(a / b)` for `b > 0`, as the script computes it: `floor((a + b - 1) / b)`.
 pub(crate) fn div_ceil(a: u64, b: u64) -> u64 {
-    (a + b - 1) / b
+    a.div_ceil(b)
 }
 
 #[cfg(test)]

@@ -69,14 +69,25 @@ impl SlidingWindowLog {
             let k = (count + cost - self.quota) as usize;
             Some(log[live + k - 1] + self.window - now)
         };
-        let reset_before = log.back().filter(|_| count > 0).map_or(0, |newest| newest + self.window - now);
+        let reset_before = log
+            .back()
+            .filter(|_| count > 0)
+            .map_or(0, |newest| newest + self.window - now);
         Step {
             fits,
             remaining_before: self.quota.saturating_sub(count),
-            remaining_after: if fits { self.quota - count - cost } else { self.quota.saturating_sub(count) },
+            remaining_after: if fits {
+                self.quota - count - cost
+            } else {
+                self.quota.saturating_sub(count)
+            },
             retry_after,
             reset_before,
-            reset_after: if fits && cost > 0 { self.window } else { reset_before },
+            reset_after: if fits && cost > 0 {
+                self.window
+            } else {
+                reset_before
+            },
             update: Update::Append {
                 expire_through,
                 at: now,

@@ -80,7 +80,10 @@ fn retry_after_is_exactly_when_the_cost_fits() {
             let wait = step.retry_after.unwrap();
             assert!(wait > 0);
             if !matches!(alg, Algorithm::FixedWindow(_)) || wait > 1 {
-                assert!(!decide(&alg, st.as_ref(), now + wait - 1, 2).fits, "{alg:?}");
+                assert!(
+                    !decide(&alg, st.as_ref(), now + wait - 1, 2).fits,
+                    "{alg:?}"
+                );
             }
             assert!(decide(&alg, st.as_ref(), now + wait, 2).fits, "{alg:?}");
             now += wait;
@@ -90,7 +93,8 @@ fn retry_after_is_exactly_when_the_cost_fits() {
 
 #[test]
 fn sliding_log_is_exact_over_any_window() {
-    let alg = Algorithm::SlidingWindowLog(SlidingWindowLog::new(3, Duration::from_secs(1)).unwrap());
+    let alg =
+        Algorithm::SlidingWindowLog(SlidingWindowLog::new(3, Duration::from_secs(1)).unwrap());
     let mut st = None;
     assert!(run(&alg, &mut st, 100_000, 2).fits);
     assert!(run(&alg, &mut st, 900_000, 1).fits);

@@ -1,7 +1,7 @@
 use std::{
     collections::HashMap,
     fmt,
-    hash::{BuildHasher, Hash, Hasher},
+    hash::BuildHasher,
     sync::{Arc, Mutex},
 };
 
@@ -114,9 +114,8 @@ impl MemoryStore {
         mode: Mode,
         now: Micros,
     ) -> Decision {
-        let mut h = self.inner.hasher.build_hasher();
-        key.hash(&mut h);
-        let shard = &self.inner.shards[h.finish() as usize & (self.inner.shards.len() - 1)];
+        let hash = self.inner.hasher.hash_one(key);
+        let shard = &self.inner.shards[hash as usize & (self.inner.shards.len() - 1)];
         // A poisoned shard only means another thread panicked mid-update of plain data; the
         // state is still consistent enough to rate-limit with.
         let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());

@@ -10,11 +10,7 @@ use fred::{interfaces::LuaInterface, types::Value};
 use palisade_core::{BackendError, key::Key, redis_key::RedisKeyBuilder, script::RedisScript};
 
 use super::{Checked, Mode, RateLimitStore};
-use crate::{
-    Decision, Policy,
-    decision::LimitOutcome,
-    policy::MAX_LIMITS,
-};
+use crate::{Decision, Policy, decision::LimitOutcome, policy::MAX_LIMITS};
 
 static CHECK: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../scripts/check.lua")));
@@ -163,9 +159,7 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, BackendError>
             fits,
             remaining: (if allowed { after } else { before }).max(0) as u64,
             reset_after: (if allowed { reset_after } else { reset_before }).max(0) as u64,
-            retry_after: if fits {
-                None
-            } else if retry < 0 {
+            retry_after: if fits || retry < 0 {
                 None
             } else {
                 Some(retry as u64)
