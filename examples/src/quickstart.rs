@@ -121,7 +121,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let policies: Policies = toml::from_str(POLICIES)?;
-    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
 
     let app = match std::env::var("REDIS_URL") {
         Ok(url) => {

@@ -56,14 +56,14 @@ pub mod ratelimit {
 
 /// The names most services use.
 pub mod prelude {
-    pub use palisade_core::{
-        OnBackendError, ProblemJson,
-        key::{ClientIp, FnKey, Global, Header, Key, KeyExtractor, PeerAddr, Principal},
-    };
     #[cfg(feature = "axum")]
     pub use palisade_core::key::MatchedRoute;
     #[cfg(feature = "grpc")]
     pub use palisade_core::responder::Grpc;
+    pub use palisade_core::{
+        OnBackendError, ProblemJson,
+        key::{ClientIp, FnKey, Global, Header, Key, KeyExtractor, PeerAddr, Principal},
+    };
     #[cfg(all(feature = "ratelimit", feature = "redis"))]
     pub use palisade_ratelimit::RedisStore;
     #[cfg(feature = "ratelimit")]
