@@ -3,6 +3,8 @@
 //!
 //! ```
 //! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http_body_util::Full;
 //! use palisade::prelude::*;
 //! use tower::{Layer, ServiceExt};
 //!
@@ -12,11 +14,12 @@
 //! let layer = RateLimitLayer::builder(MemoryStore::new(), policy)
 //!     .key(Header::new("x-api-key"))
 //!     .build();
-//! let service = layer.layer(tower::service_fn(|_req: http::Request<String>| async {
-//!     Ok::<_, Infallible>(http::Response::new(String::from("hello")))
+//! // Any tower service whose response body can carry a problem+json document.
+//! let service = layer.layer(tower::service_fn(|_req: http::Request<()>| async {
+//!     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("hello"))))
 //! }));
 //!
-//! let request = || http::Request::get("/").header("x-api-key", "k1").body(String::new()).unwrap();
+//! let request = || http::Request::get("/").header("x-api-key", "k1").body(()).unwrap();
 //! assert_eq!(service.clone().oneshot(request()).await?.status(), 200);
 //! assert_eq!(service.clone().oneshot(request()).await?.status(), 200);
 //! assert_eq!(service.clone().oneshot(request()).await?.status(), 429);
