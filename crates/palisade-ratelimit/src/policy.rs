@@ -110,7 +110,7 @@ struct PolicyInner {
     name: Arc<str>,
     limits: Vec<Limit>,
     /// `"<policy>.<limit>.<algorithm>"` per limit: the store namespace of each limit.
-    namespaces: Vec<String>,
+    namespaces: Vec<Arc<str>>,
     on_backend_error: OnBackendError,
     /// The `RateLimit-Policy` field value, built once.
     header: HeaderValue,
@@ -173,7 +173,7 @@ impl Policy {
         &self.inner.header
     }
 
-    pub(crate) fn namespaces(&self) -> &[String] {
+    pub(crate) fn namespaces(&self) -> &[Arc<str>] {
         &self.inner.namespaces
     }
 
@@ -269,7 +269,7 @@ impl PolicyBuilder {
                     Algorithm::SlidingWindowLog(_) => "swl",
                     Algorithm::FixedWindow(_) => "fw",
                 };
-                format!("{}.{}.{}", self.name, l.name, code)
+                Arc::from(format!("{}.{}.{}", self.name, l.name, code))
             })
             .collect();
         let header = crate::headers::policy_header(&self.limits)?;

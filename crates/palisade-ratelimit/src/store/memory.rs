@@ -25,10 +25,11 @@ use crate::{
 /// one entry, so a multi-limit check is atomic under one short lock. Time comes from
 /// `tokio::time`, so tests can pause it.
 ///
-/// Memory stays bounded: an entry is removed once every limit in it is fully restored — when
-/// forgetting it changes no decision. Each shard sweeps expired entries as time passes or when
-/// it has doubled since its last sweep, so a stream of never-repeated keys costs at most the
-/// keys active within the longest window.
+/// Memory stays bounded: an entry expires once every limit in it is fully restored — when
+/// forgetting it changes no decision — and is dropped by a sweep a second later. Each shard
+/// sweeps as time passes (every second) or when it has doubled since its last sweep, so a
+/// stream of never-repeated keys costs at most the keys seen within the longest window plus
+/// about two seconds.
 #[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
@@ -57,7 +58,12 @@ struct Entry {
     expires_at: Micros,
 }
 
+/// How often a shard sweeps (µs), at most, unless it has doubled.
 const SWEEP_EVERY: Micros = 1_000_000;
+/// How long an entry outlives its expiry before a sweep drops it (µs). An expired entry reads
+/// as "never seen", so keeping it changes no decision; the grace spares busy keys, whose
+/// state often lapses between requests, from being freed and reallocated over and over.
+const IDLE_GRACE: Micros = 1_000_000;
 
 impl MemoryStore {
     /// An empty store.
@@ -123,16 +129,30 @@ impl MemoryStore {
 
         let namespaces = policy.namespaces();
         let limits = policy.limits();
-        let entry = shard.entries.get_mut(key);
+        let mut entry = shard.entries.get_mut(key);
+        // Where each limit's state sits in the entry (usize::MAX: not there yet).
         let mut slots = [usize::MAX; MAX_LIMITS];
+        if let Some(e) = entry.as_deref_mut() {
+            if e.expires_at <= now {
+                // Every limit is fully restored: the same as never seen.
+                e.limits.iter_mut().for_each(|(_, state)| *state = None);
+            }
+            for (slot, ns) in slots.iter_mut().zip(namespaces) {
+                if let Some(found) = e
+                    .limits
+                    .iter()
+                    .position(|(have, _)| Arc::ptr_eq(have, ns) || have == ns)
+                {
+                    *slot = found;
+                }
+            }
+        }
         let mut steps: [Option<Step>; MAX_LIMITS] = Default::default();
-        let expired = entry.as_ref().is_some_and(|e| e.expires_at <= now);
         for (i, limit) in limits.iter().enumerate() {
-            let state = entry.as_ref().filter(|_| !expired).and_then(|e| {
-                let slot = e.limits.iter().position(|(ns, _)| **ns == *namespaces[i])?;
-                slots[i] = slot;
-                e.limits[slot].1.as_ref()
-            });
+            let state = match (&entry, slots[i]) {
+                (Some(e), slot) if slot != usize::MAX => e.limits[slot].1.as_ref(),
+                _ => None,
+            };
             steps[i] = Some(algorithm::decide(limit.algorithm(), state, now, cost));
         }
         let decision = Decision::from_steps(policy, steps.iter().flatten());
@@ -147,13 +167,7 @@ impl MemoryStore {
             .max()
             .unwrap_or(0);
         let entry = match entry {
-            Some(e) => {
-                if expired {
-                    e.limits.clear();
-                    slots = [usize::MAX; MAX_LIMITS];
-                }
-                e
-            }
+            Some(e) => e,
             None => shard.entries.entry(key.clone()).or_insert(Entry {
                 limits: Vec::with_capacity(limits.len()),
                 expires_at: 0,
@@ -162,7 +176,7 @@ impl MemoryStore {
         entry.expires_at = entry.expires_at.max(now + expires_in);
         for (i, step) in steps.into_iter().flatten().enumerate() {
             let slot = if slots[i] == usize::MAX {
-                entry.limits.push((Arc::from(namespaces[i].as_str()), None));
+                entry.limits.push((namespaces[i].clone(), None));
                 entry.limits.len() - 1
             } else {
                 slots[i]
@@ -178,7 +192,8 @@ impl Shard {
         if now < self.next_sweep && self.entries.len() <= self.sweep_above {
             return;
         }
-        self.entries.retain(|_, e| e.expires_at > now);
+        self.entries
+            .retain(|_, e| e.expires_at.saturating_add(IDLE_GRACE) > now);
         self.next_sweep = now + SWEEP_EVERY;
         self.sweep_above = (self.entries.len() * 2).max(1024);
     }
