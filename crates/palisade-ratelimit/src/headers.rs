@@ -68,7 +68,7 @@ pub fn rate_limit_value(decision: &Decision) -> HeaderValue {
         let _ = write!(
             out,
             ";r={};t={}",
-            outcome.remaining,
+            outcome.remaining(),
             outcome.reset_seconds()
         );
     }
@@ -89,13 +89,13 @@ pub fn insert(headers: &mut HeaderMap, decision: &Decision, legacy: bool) {
             .limits()
             .iter()
             .zip(decision.limits())
-            .min_by_key(|(_, o)| (o.fits, o.remaining));
+            .min_by_key(|(_, o)| (o.fits(), o.remaining()));
         if let Some((limit, outcome)) = tightest {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             headers.insert(X_RATELIMIT_LIMIT.clone(), limit.algorithm().quota().into());
-            headers.insert(X_RATELIMIT_REMAINING.clone(), outcome.remaining.into());
+            headers.insert(X_RATELIMIT_REMAINING.clone(), outcome.remaining().into());
             headers.insert(
                 X_RATELIMIT_RESET.clone(),
                 (now + outcome.reset_seconds()).into(),

@@ -96,7 +96,7 @@ async fn several_limits_are_all_or_nothing<S: RateLimitStore>(store: S) {
         first
             .limits()
             .iter()
-            .map(|l| l.remaining)
+            .map(|l| l.remaining())
             .collect::<Vec<_>>(),
         [3, 1]
     );
@@ -109,7 +109,7 @@ async fn several_limits_are_all_or_nothing<S: RateLimitStore>(store: S) {
         after
             .limits()
             .iter()
-            .map(|l| l.remaining)
+            .map(|l| l.remaining())
             .collect::<Vec<_>>(),
         [3, 1]
     );

@@ -68,8 +68,9 @@ pub enum LimitState {
         /// Units admitted in it.
         count: u64,
     },
-    /// Sliding-window log: one timestamp per admitted unit, oldest first.
-    SlidingWindowLog(VecDeque<Micros>),
+    /// Sliding-window log: one timestamp per admitted unit, oldest first. Boxed, so the
+    /// common scalar states stay small.
+    SlidingWindowLog(Box<VecDeque<Micros>>),
 }
 
 /// What a cost would do to one limit.
@@ -119,7 +120,7 @@ impl Update {
                 count,
             } => {
                 if !matches!(state, Some(LimitState::SlidingWindowLog(_))) {
-                    *state = Some(LimitState::SlidingWindowLog(VecDeque::new()));
+                    *state = Some(LimitState::SlidingWindowLog(Box::default()));
                 }
                 if let Some(LimitState::SlidingWindowLog(log)) = state {
                     while log.front().is_some_and(|t| *t <= expire_through) {

@@ -50,7 +50,7 @@ impl SlidingWindowLog {
     pub(crate) fn decide(&self, state: Option<&LimitState>, now: Micros, cost: u64) -> Step {
         static EMPTY: std::collections::VecDeque<Micros> = std::collections::VecDeque::new();
         let log = match state {
-            Some(LimitState::SlidingWindowLog(log)) => log,
+            Some(LimitState::SlidingWindowLog(log)) => &**log,
             _ => &EMPTY,
         };
         // Entries are never stamped in the past of the newest one, so the log stays sorted

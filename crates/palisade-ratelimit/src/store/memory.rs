@@ -52,10 +52,53 @@ struct Shard {
 
 /// The state of every limit (of any policy) one key has.
 struct Entry {
-    /// `(namespace, state)`: few per key, so a vector beats a map.
-    limits: Vec<(Arc<str>, Option<LimitState>)>,
+    limits: Slots,
     /// After this instant every limit is fully restored and the entry can go.
     expires_at: Micros,
+}
+
+/// `(namespace, state)` of each limit a key has: few per key, so a list beats a map, and the
+/// first lives inline — most keys see one single-limit policy and then cost no allocation.
+#[derive(Default)]
+struct Slots {
+    first: Option<Slot>,
+    rest: Vec<Slot>,
+}
+
+type Slot = (Arc<str>, Option<LimitState>);
+
+impl Slots {
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.first.iter_mut().chain(&mut self.rest)
+    }
+
+    fn position(&self, namespace: &Arc<str>) -> Option<usize> {
+        self.iter()
+            .position(|(have, _)| Arc::ptr_eq(have, namespace) || have == namespace)
+    }
+
+    fn state(&self, slot: usize) -> Option<&LimitState> {
+        self.iter().nth(slot).and_then(|(_, state)| state.as_ref())
+    }
+
+    fn state_mut(&mut self, slot: usize) -> &mut Option<LimitState> {
+        &mut self.iter_mut().nth(slot).expect("slot exists").1
+    }
+
+    /// Adds a limit; returns its slot.
+    fn push(&mut self, namespace: Arc<str>) -> usize {
+        if self.first.is_none() {
+            self.first = Some((namespace, None));
+            0
+        } else {
+            self.rest.push((namespace, None));
+            self.rest.len()
+        }
+    }
 }
 
 /// How often a shard sweeps (µs), at most, unless it has doubled.
@@ -138,11 +181,7 @@ impl MemoryStore {
                 e.limits.iter_mut().for_each(|(_, state)| *state = None);
             }
             for (slot, ns) in slots.iter_mut().zip(namespaces) {
-                if let Some(found) = e
-                    .limits
-                    .iter()
-                    .position(|(have, _)| Arc::ptr_eq(have, ns) || have == ns)
-                {
+                if let Some(found) = e.limits.position(ns) {
                     *slot = found;
                 }
             }
@@ -150,7 +189,7 @@ impl MemoryStore {
         let mut steps: [Option<Step>; MAX_LIMITS] = Default::default();
         for (i, limit) in limits.iter().enumerate() {
             let state = match (&entry, slots[i]) {
-                (Some(e), slot) if slot != usize::MAX => e.limits[slot].1.as_ref(),
+                (Some(e), slot) if slot != usize::MAX => e.limits.state(slot),
                 _ => None,
             };
             steps[i] = Some(algorithm::decide(limit.algorithm(), state, now, cost));
@@ -163,25 +202,24 @@ impl MemoryStore {
         let expires_in = decision
             .limits()
             .iter()
-            .map(|o| o.reset_after)
+            .map(|o| o.reset_micros())
             .max()
             .unwrap_or(0);
         let entry = match entry {
             Some(e) => e,
             None => shard.entries.entry(key.clone()).or_insert(Entry {
-                limits: Vec::with_capacity(limits.len()),
+                limits: Slots::default(),
                 expires_at: 0,
             }),
         };
         entry.expires_at = entry.expires_at.max(now + expires_in);
         for (i, step) in steps.into_iter().flatten().enumerate() {
             let slot = if slots[i] == usize::MAX {
-                entry.limits.push((namespaces[i].clone(), None));
-                entry.limits.len() - 1
+                entry.limits.push(namespaces[i].clone())
             } else {
                 slots[i]
             };
-            step.update.apply(&mut entry.limits[slot].1);
+            step.update.apply(entry.limits.state_mut(slot));
         }
         decision
     }

@@ -155,16 +155,11 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, BackendError>
         let r = &reply[2 + 6 * i..2 + 6 * (i + 1)];
         let (fits, before, after, retry, reset_before, reset_after) =
             (r[0] == 1, r[1], r[2], r[3], r[4], r[5]);
-        *slot = LimitOutcome {
-            fits,
-            remaining: (if allowed { after } else { before }).max(0) as u64,
-            reset_after: (if allowed { reset_after } else { reset_before }).max(0) as u64,
-            retry_after: if fits || retry < 0 {
-                None
-            } else {
-                Some(retry as u64)
-            },
-        };
+        *slot = LimitOutcome::new(
+            (if allowed { after } else { before }).max(0) as u64,
+            (if allowed { reset_after } else { reset_before }).max(0) as u64,
+            (!fits).then_some((retry >= 0).then_some(retry as u64)),
+        );
     }
     Ok(Decision::from_outcomes(policy, allowed, outcomes))
 }
