@@ -31,12 +31,18 @@ http_runs() {
             "$bin/http_server" "$variant" 3100 &
             local pid=$!
             sleep 0.5
-            wrk -t1 -c64 -d10s --latency http://127.0.0.1:3100/ > /tmp/wrk-$variant.txt
+            # Server CPU time (user + system, clock ticks) spent serving the run.
+            local before after
+            before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+            wrk -t1 -c64 -d"${SECONDS_PER_RUN:-10}"s --latency http://127.0.0.1:3100/ > /tmp/wrk-$variant.txt
+            after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
             kill "$pid"; wait "$pid" 2>/dev/null || true
-            local rps p99
+            local rps p99 requests cpu_us
             rps=$(grep 'Requests/sec' /tmp/wrk-$variant.txt | awk '{print $2}')
             p99=$(grep ' 99%' /tmp/wrk-$variant.txt | awk '{print $2}')
-            echo "round=$round variant=$variant req_per_sec=$rps p99=$p99"
+            requests=$(grep 'requests in' /tmp/wrk-$variant.txt | awk '{print $1}')
+            cpu_us=$(python3 -c "print(round(($after - $before) * 1e6 / $(getconf CLK_TCK) / $requests, 2))")
+            echo "round=$round variant=$variant req_per_sec=$rps p99=$p99 server_cpu_us_per_req=$cpu_us"
         done
     done
 }

@@ -42,7 +42,8 @@ pin_project! {
         Checking {
             #[pin]
             check: C,
-            pending: Option<Pending<S, R, ReqB>>,
+            // Boxed: only the remote path needs it, and it would make every future large.
+            pending: Option<Box<Pending<S, R, ReqB>>>,
         },
         // Allowed: waiting for the inner service, then adding the rate-limit fields.
         Inner {
@@ -81,7 +82,7 @@ impl<F, C, S, R, ReqB, ResB> ResponseFuture<F, C, S, R, ReqB, ResB> {
         ResponseFuture {
             state: State::Checking {
                 check,
-                pending: Some(pending),
+                pending: Some(Box::new(pending)),
             },
         }
     }
@@ -109,7 +110,7 @@ where
                         shadow,
                         legacy_headers,
                         responder,
-                    } = pending
+                    } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
                     match verdict(&policy, shadow, result) {

@@ -4,10 +4,7 @@
 //! `RateLimit-Policy` never changes for a policy, so it is serialized once (with `sfv`). The
 //! per-response `RateLimit` field reuses the limits' serialized names and appends integers.
 
-use std::{
-    fmt::Write,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -52,27 +49,40 @@ pub(crate) fn policy_header(limits: &[Limit]) -> Result<HeaderValue, PolicyError
 }
 
 /// `"burst";r=0;t=3, "daily";r=997;t=52000`.
+///
+/// Built per response, so it is written by hand into one exactly-sized buffer: the names
+/// were serialized by `sfv` when the policy was built, and the rest is integers.
 pub fn rate_limit_value(decision: &Decision) -> HeaderValue {
-    let mut out = String::with_capacity(48);
-    for (i, (limit, outcome)) in decision
-        .policy()
-        .limits()
-        .iter()
-        .zip(decision.limits())
-        .enumerate()
-    {
+    let limits = decision.policy().limits();
+    let len: usize = limits.iter().map(|l| l.sf_name().len() + 2 + 6 + 40).sum();
+    let mut out = Vec::with_capacity(len);
+    for (i, (limit, outcome)) in limits.iter().zip(decision.limits()).enumerate() {
         if i > 0 {
-            out.push_str(", ");
+            out.extend_from_slice(b", ");
         }
-        out.push_str(limit.sf_name());
-        let _ = write!(
-            out,
-            ";r={};t={}",
-            outcome.remaining(),
-            outcome.reset_seconds()
-        );
+        out.extend_from_slice(limit.sf_name().as_bytes());
+        out.extend_from_slice(b";r=");
+        push_decimal(&mut out, outcome.remaining());
+        out.extend_from_slice(b";t=");
+        push_decimal(&mut out, outcome.reset_seconds());
     }
-    HeaderValue::from_str(&out).unwrap_or(HeaderValue::from_static(""))
+    // Visible ASCII only (sf-strings of validated names, digits, separators).
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
+        .unwrap_or(HeaderValue::from_static(""))
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Adds `RateLimit-Policy` and `RateLimit`, and with `legacy` the `X-RateLimit-*` trio for the

@@ -1,6 +1,6 @@
 //! axum hello world on one worker thread, bare or behind a rate limiter, for `wrk`.
 //!
-//! http_server <bare|palisade|palisade-redis|governor> <port>
+//! http_server <bare|palisade|palisade-redis|governor|governor-headers> <port>
 //!
 //! Every limiter is configured so that every request is allowed: the load measures the
 //! overhead of a decision, keyed by the client IP as a real deployment would be.
@@ -24,7 +24,7 @@ fn main() {
         let app = Router::new().route("/", get(|| async { "Hello, World!" }));
         let policy = Policy::new(
             "bench",
-            Gcra::new(1_000_000_000, Duration::from_secs(1)).unwrap(),
+            Gcra::new(1_000_000, Duration::from_secs(1)).unwrap(),
         )
         .unwrap();
         let app = match variant.as_str() {
@@ -46,6 +46,15 @@ fn main() {
                 let config = GovernorConfigBuilder::default()
                     .per_nanosecond(1)
                     .burst_size(1_000_000_000)
+                    .finish()
+                    .unwrap();
+                app.layer(GovernorLayer::new(config))
+            }
+            "governor-headers" => {
+                let config = GovernorConfigBuilder::default()
+                    .per_nanosecond(1)
+                    .burst_size(1_000_000_000)
+                    .use_headers()
                     .finish()
                     .unwrap();
                 app.layer(GovernorLayer::new(config))
