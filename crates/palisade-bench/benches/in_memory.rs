@@ -54,6 +54,23 @@ fn keyed(c: &mut Criterion) {
     });
 
     let second = Duration::from_secs(1);
+    c.bench_function("clock: std Instant::now", |b| b.iter(|| black_box(std::time::Instant::now())));
+    c.bench_function("clock: tokio Instant::now", |b| b.iter(|| black_box(tokio::time::Instant::now())));
+    {
+        // The decision alone, without reading the clock.
+        let store = MemoryStore::new();
+        let policy = Policy::new("gcra", Gcra::new(1_000_000, second).unwrap()).unwrap();
+        let keys: Vec<Key> = ips().into_iter().map(Key::Ip).collect();
+        let mut i = 0usize;
+        let mut now = 1_000_000u64;
+        c.bench_function("palisade memory GCRA (given now, no clock read)", |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                now += 1;
+                black_box(store.check_at(&policy, &keys[i], 1, Mode::Consume, now).is_allowed())
+            })
+        });
+    }
     palisade(
         c,
         "palisade memory GCRA",

@@ -68,25 +68,38 @@ struct Slots {
 type Slot = (Arc<str>, Option<LimitState>);
 
 impl Slots {
-    fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.first.iter().chain(&self.rest)
-    }
-
     fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
         self.first.iter_mut().chain(&mut self.rest)
     }
 
     fn position(&self, namespace: &Arc<str>) -> Option<usize> {
-        self.iter()
-            .position(|(have, _)| Arc::ptr_eq(have, namespace) || have == namespace)
+        let same = |(have, _): &Slot| Arc::ptr_eq(have, namespace) || have == namespace;
+        match &self.first {
+            Some(first) if same(first) => Some(0),
+            _ => self.rest.iter().position(same).map(|i| i + 1),
+        }
     }
 
+    fn slot(&self, slot: usize) -> Option<&Slot> {
+        if slot == 0 {
+            self.first.as_ref()
+        } else {
+            self.rest.get(slot - 1)
+        }
+    }
+
+    /// The state in `slot` (`usize::MAX`: none).
     fn state(&self, slot: usize) -> Option<&LimitState> {
-        self.iter().nth(slot).and_then(|(_, state)| state.as_ref())
+        self.slot(slot).and_then(|(_, state)| state.as_ref())
     }
 
     fn state_mut(&mut self, slot: usize) -> &mut Option<LimitState> {
-        &mut self.iter_mut().nth(slot).expect("slot exists").1
+        let slot = if slot == 0 {
+            self.first.as_mut()
+        } else {
+            self.rest.get_mut(slot - 1)
+        };
+        &mut slot.expect("slot exists").1
     }
 
     /// Adds a limit; returns its slot.
@@ -185,6 +198,30 @@ impl MemoryStore {
                     *slot = found;
                 }
             }
+        }
+        if let [limit] = limits {
+            // One limit (the common case): no step array to fill and move.
+            let state = entry.as_ref().and_then(|e| e.limits.state(slots[0]));
+            let step = algorithm::decide(limit.algorithm(), state, now, cost);
+            let decision = Decision::from_steps(policy, std::slice::from_ref(&step));
+            if decision.is_allowed() && mode == Mode::Consume {
+                let expires_at = now + step.reset_after;
+                let entry = match entry {
+                    Some(e) => e,
+                    None => shard.entries.entry(key.clone()).or_insert(Entry {
+                        limits: Slots::default(),
+                        expires_at: 0,
+                    }),
+                };
+                entry.expires_at = entry.expires_at.max(expires_at);
+                let slot = if slots[0] == usize::MAX {
+                    entry.limits.push(namespaces[0].clone())
+                } else {
+                    slots[0]
+                };
+                step.update.apply(entry.limits.state_mut(slot));
+            }
+            return decision;
         }
         let mut steps: [Option<Step>; MAX_LIMITS] = Default::default();
         for (i, limit) in limits.iter().enumerate() {
