@@ -27,7 +27,7 @@ http_runs() {
     command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
     local rounds=${ROUNDS:-3}
     for round in $(seq 1 "$rounds"); do
-        for variant in bare palisade governor; do
+        for variant in bare palisade governor governor-headers; do
             "$bin/http_server" "$variant" 3100 &
             local pid=$!
             sleep 0.5

@@ -54,8 +54,12 @@ fn keyed(c: &mut Criterion) {
     });
 
     let second = Duration::from_secs(1);
-    c.bench_function("clock: std Instant::now", |b| b.iter(|| black_box(std::time::Instant::now())));
-    c.bench_function("clock: tokio Instant::now", |b| b.iter(|| black_box(tokio::time::Instant::now())));
+    c.bench_function("clock: std Instant::now", |b| {
+        b.iter(|| black_box(std::time::Instant::now()))
+    });
+    c.bench_function("clock: tokio Instant::now", |b| {
+        b.iter(|| black_box(tokio::time::Instant::now()))
+    });
     {
         // The decision alone, without reading the clock.
         let store = MemoryStore::new();
@@ -67,7 +71,11 @@ fn keyed(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % keys.len();
                 now += 1;
-                black_box(store.check_at(&policy, &keys[i], 1, Mode::Consume, now).is_allowed())
+                black_box(
+                    store
+                        .check_at(&policy, &keys[i], 1, Mode::Consume, now)
+                        .is_allowed(),
+                )
             })
         });
     }

@@ -53,7 +53,11 @@ fn layers(c: &mut Criterion) {
     };
     run(c, "bare service", &rt, hello());
 
-    let policy = Policy::new("bench", Gcra::new(1_000_000, Duration::from_secs(1)).unwrap()).unwrap();
+    let policy = Policy::new(
+        "bench",
+        Gcra::new(1_000_000, Duration::from_secs(1)).unwrap(),
+    )
+    .unwrap();
     run(
         c,
         "RateLimitLayer (memory, GCRA, client IP)",

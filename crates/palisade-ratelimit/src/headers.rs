@@ -67,8 +67,7 @@ pub fn rate_limit_value(decision: &Decision) -> HeaderValue {
         push_decimal(&mut out, outcome.reset_seconds());
     }
     // Visible ASCII only (sf-strings of validated names, digits, separators).
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
-        .unwrap_or(HeaderValue::from_static(""))
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).unwrap_or(HeaderValue::from_static(""))
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {

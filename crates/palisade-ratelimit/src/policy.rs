@@ -95,6 +95,26 @@ macro_rules! into_algorithm {
 }
 into_algorithm!(TokenBucket, Gcra, SlidingWindowLog, FixedWindow);
 
+/// How a decision ended, for the decision counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Allowed = 0,
+    Rejected = 1,
+    ShadowRejected = 2,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 3] = [Outcome::Allowed, Outcome::Rejected, Outcome::ShadowRejected];
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Rejected => "rejected",
+            Outcome::ShadowRejected => "shadow_rejected",
+        }
+    }
+}
+
 /// A named set of limits checked together: a request passes only if its cost fits **every**
 /// limit, and then it is taken from all of them (e.g. 10/s *and* 1000/day).
 ///
@@ -181,20 +201,17 @@ impl Policy {
     ///
     /// The counters are registered with the recorder installed at the policy's first decision:
     /// install the metrics exporter before serving traffic.
-    pub(crate) fn record(&self, outcome: &'static str) {
-        const OUTCOMES: [&str; 3] = ["allowed", "rejected", "shadow_rejected"];
+    pub(crate) fn record(&self, outcome: Outcome) {
         let counters = self.inner.counters.get_or_init(|| {
-            OUTCOMES.map(|outcome| {
+            Outcome::ALL.map(|outcome| {
                 metrics::counter!(
                     "palisade_ratelimit_decisions_total",
                     "policy" => self.inner.name.to_string(),
-                    "outcome" => outcome
+                    "outcome" => outcome.label()
                 )
             })
         });
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            counters[i].increment(1);
-        }
+        counters[outcome as usize].increment(1);
     }
 }
 

@@ -19,6 +19,7 @@ use crate::{
     future::{Pending, ResponseFuture},
     layer::Config,
     limiter::MAX_COST,
+    policy::Outcome,
     select::SelectPolicy,
     store::{Checked, Mode, RateLimitStore},
 };
@@ -163,11 +164,11 @@ pub(crate) fn verdict(
 ) -> Verdict {
     match result {
         Ok(decision) if decision.is_allowed() => {
-            policy.record("allowed");
+            policy.record(Outcome::Allowed);
             Verdict::Proceed((!shadow).then_some(decision))
         }
         Ok(_) if shadow => {
-            policy.record("shadow_rejected");
+            policy.record(Outcome::ShadowRejected);
             tracing::info!(
                 target: "palisade::ratelimit",
                 policy = policy.name(),
@@ -176,7 +177,7 @@ pub(crate) fn verdict(
             Verdict::Proceed(None)
         }
         Ok(decision) => {
-            policy.record("rejected");
+            policy.record(Outcome::Rejected);
             tracing::debug!(target: "palisade::ratelimit", policy = policy.name(), "rate limited");
             Verdict::Reject(Refusal::Limited(RateLimited::new(decision, false)))
         }
