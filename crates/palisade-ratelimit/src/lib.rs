@@ -70,6 +70,14 @@
 //! and validated with clear errors. [`Tiers`] picks a policy per request (anonymous, free,
 //! pro…); axum's `route_layer` gives each route its own.
 //!
+//! # gRPC
+//!
+//! With the `grpc` feature, `.responder(palisade_core::responder::Grpc)` answers refusals as
+//! `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms`, and the layer goes on a tonic server
+//! like any other: `Server::builder().layer(layer).add_service(...)`. Key by metadata with
+//! [`Header`](palisade_core::key::Header) (`x-api-key`), since tonic keeps the peer address in
+//! its own `TcpConnectInfo`.
+//!
 //! # Direct use
 //!
 //! [`RateLimiter`] checks a key without any HTTP: `check(key, cost)`, `peek(key, cost)`.
