@@ -1,6 +1,6 @@
 //! axum hello world on one worker thread, bare or behind a rate limiter, for `wrk`.
 //!
-//! http_server <bare|palisade|palisade-redis|governor|governor-headers> <port>
+//! `http_server <bare|palisade|palisade-redis|governor|governor-headers> <port>`
 //!
 //! Every limiter is configured so that every request is allowed: the load measures the
 //! overhead of a decision, keyed by the client IP as a real deployment would be.

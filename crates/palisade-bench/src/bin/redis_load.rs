@@ -1,7 +1,7 @@
 //! Redis-backed decisions per second from N concurrent tasks, through `RedisStore` on a fred
 //! pool of two connections (one token-bucket limit, random keys among 100 000, all allowed).
 //!
-//! redis_load <seconds per level> <concurrency>...
+//! `redis_load <seconds per level> <concurrency>...`
 //! Prints one line per level: `tasks=<n> ops_per_sec=<x>`. Also prints the script's SHA-1 and
 //! the redis-benchmark arguments that run the same script, so run-load.sh can compare.
 
