@@ -87,11 +87,9 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 /// Adds `RateLimit-Policy` and `RateLimit`, and with `legacy` the `X-RateLimit-*` trio for the
 /// tightest limit.
 pub fn insert(headers: &mut HeaderMap, decision: &Decision, legacy: bool) {
-    headers.insert(
-        RATELIMIT_POLICY.clone(),
-        decision.policy().header_value().clone(),
-    );
-    headers.insert(RATELIMIT.clone(), rate_limit_value(decision));
+    headers.reserve(if legacy { 5 } else { 2 });
+    headers.insert(&RATELIMIT_POLICY, decision.policy().header_value().clone());
+    headers.insert(&RATELIMIT, rate_limit_value(decision));
     if legacy {
         let tightest = decision
             .policy()
@@ -103,8 +101,8 @@ pub fn insert(headers: &mut HeaderMap, decision: &Decision, legacy: bool) {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            headers.insert(X_RATELIMIT_LIMIT.clone(), limit.algorithm().quota().into());
-            headers.insert(X_RATELIMIT_REMAINING.clone(), outcome.remaining().into());
+            headers.insert(&X_RATELIMIT_LIMIT, limit.algorithm().quota().into());
+            headers.insert(&X_RATELIMIT_REMAINING, outcome.remaining().into());
             headers.insert(
                 X_RATELIMIT_RESET.clone(),
                 (now + outcome.reset_seconds()).into(),
