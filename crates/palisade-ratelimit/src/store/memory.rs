@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{Checked, Mode, RateLimitStore};
 use crate::{
     Decision, Policy,
-    algorithm::{self, LimitState, Micros, Step},
+    algorithm::{self, LimitState, Micros, Step, Update},
     policy::MAX_LIMITS,
 };
 
@@ -55,6 +55,20 @@ struct Entry {
     limits: Slots,
     /// After this instant every limit is fully restored and the entry can go.
     expires_at: Micros,
+}
+
+impl Entry {
+    /// Records an admitted request: the limit in `slot` (`usize::MAX`: new, added under
+    /// `namespace`) takes `update`, and the entry lives at least until `expires_at`.
+    fn admit(&mut self, expires_at: Micros, slot: usize, namespace: &Arc<str>, update: Update) {
+        self.expires_at = self.expires_at.max(expires_at);
+        let slot = if slot == usize::MAX {
+            self.limits.push(namespace.clone())
+        } else {
+            slot
+        };
+        update.apply(self.limits.state_mut(slot));
+    }
 }
 
 /// `(namespace, state)` of each limit a key has: few per key, so a list beats a map, and the
@@ -205,7 +219,6 @@ impl MemoryStore {
             let step = algorithm::decide(limit.algorithm(), state, now, cost);
             let decision = Decision::from_steps(policy, std::slice::from_ref(&step));
             if decision.is_allowed() && mode == Mode::Consume {
-                let expires_at = now + step.reset_after;
                 let entry = match entry {
                     Some(e) => e,
                     None => shard.entries.entry(key.clone()).or_insert(Entry {
@@ -213,13 +226,12 @@ impl MemoryStore {
                         expires_at: 0,
                     }),
                 };
-                entry.expires_at = entry.expires_at.max(expires_at);
-                let slot = if slots[0] == usize::MAX {
-                    entry.limits.push(namespaces[0].clone())
-                } else {
-                    slots[0]
-                };
-                step.update.apply(entry.limits.state_mut(slot));
+                entry.admit(
+                    now + step.reset_after,
+                    slots[0],
+                    &namespaces[0],
+                    step.update,
+                );
             }
             return decision;
         }
@@ -249,14 +261,8 @@ impl MemoryStore {
                 expires_at: 0,
             }),
         };
-        entry.expires_at = entry.expires_at.max(now + expires_in);
         for (i, step) in steps.into_iter().flatten().enumerate() {
-            let slot = if slots[i] == usize::MAX {
-                entry.limits.push(namespaces[i].clone())
-            } else {
-                slots[i]
-            };
-            step.update.apply(entry.limits.state_mut(slot));
+            entry.admit(now + expires_in, slots[i], &namespaces[i], step.update);
         }
         decision
     }
