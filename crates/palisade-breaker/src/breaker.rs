@@ -1,0 +1,537 @@
+//! [`CircuitBreaker`]: the shared state every clone of a layer (and the direct API) uses.
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, AtomicU64, Ordering::*},
+    },
+    time::Duration,
+};
+
+use metrics::{Counter, Gauge};
+use serde::Serialize;
+use tokio::{sync::broadcast, time::Instant};
+
+use crate::{
+    CircuitOpen,
+    decide::{self, Counts, ProbeVerdict},
+    policy::BreakerPolicy,
+    window::{FAILED, Outcomes, SLOW},
+};
+
+/// Where a breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum State {
+    /// Calls flow; outcomes are measured.
+    Closed = 0,
+    /// Calls are refused until the open duration has passed.
+    Open = 1,
+    /// A few probe calls decide between closing and opening again.
+    HalfOpen = 2,
+    /// Set by an operator: every call is refused.
+    ForcedOpen = 3,
+    /// Set by an operator: every call flows, nothing is measured.
+    Disabled = 4,
+    /// Set by an operator: calls flow and are measured, the breaker never opens.
+    MetricsOnly = 5,
+}
+
+impl State {
+    const ALL: [State; 6] = [
+        State::Closed,
+        State::Open,
+        State::HalfOpen,
+        State::ForcedOpen,
+        State::Disabled,
+        State::MetricsOnly,
+    ];
+
+    fn from_word(word: u64) -> State {
+        State::ALL[(word & 0xff) as usize % 6]
+    }
+
+    /// The name used in metrics and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+            State::ForcedOpen => "forced_open",
+            State::Disabled => "disabled",
+            State::MetricsOnly => "metrics_only",
+        }
+    }
+}
+
+/// How a call ended, as the breaker counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It worked.
+    Success,
+    /// It failed (a 5xx, a connection error, a timeout…).
+    Failure,
+    /// Neither: it says nothing about the upstream's health (a cancelled call…).
+    Ignored,
+}
+
+/// A state change, published to [`CircuitBreaker::subscribe`] listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The breaker's name.
+    pub breaker: Arc<str>,
+    /// The state left.
+    pub from: State,
+    /// The state entered.
+    pub to: State,
+}
+
+/// A breaker's state for a health endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// The breaker's name.
+    pub name: String,
+    /// Its state.
+    pub state: State,
+    /// The window's counts.
+    pub counts: Counts,
+    /// Failures / calls in the window.
+    pub failure_rate: f64,
+    /// Slow calls / calls in the window.
+    pub slow_call_rate: f64,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// Milliseconds until an open breaker lets a probe through.
+    pub retry_after_ms: Option<u64>,
+}
+
+/// A circuit breaker: cheap to clone, shared by every clone of its layer.
+///
+/// In `Closed` the admission path is one atomic load and the record path a handful of atomic
+/// adds: no lock, no allocation. Time comes from `tokio::time`, so tests pause it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use palisade_breaker::{BreakerPolicy, CircuitBreaker, Outcome, State};
+///
+/// let breaker = CircuitBreaker::new(
+///     BreakerPolicy::builder("db").count_window(4).minimum_calls(4).build().unwrap(),
+/// );
+/// for _ in 0..4 {
+///     let permit = breaker.try_acquire().unwrap();
+///     permit.record(Outcome::Failure);
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+/// let refused = breaker.try_acquire().unwrap_err();
+/// assert!(refused.retry_after.unwrap().as_secs() > 0);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    policy: BreakerPolicy,
+    epoch: Instant,
+    /// The state (low 8 bits) and the number of transitions so far (the rest). One CAS moves
+    /// both, so an outcome from a call admitted under an earlier state is recognised and
+    /// never counted against the new one.
+    word: AtomicU64,
+    /// While `Open`: when (µs since `epoch`) probing may start. Written before the state.
+    open_until: AtomicU64,
+    /// Reopenings in a row since the breaker last closed (grows the open duration).
+    reopenings: AtomicU32,
+    consecutive_failures: AtomicU32,
+    /// Half-open bookkeeping, zeroed when the breaker opens (before any probe can start).
+    probes_admitted: AtomicU32,
+    probes_done: AtomicU32,
+    probe_failures: AtomicU32,
+    window: Outcomes,
+    events: broadcast::Sender<Transition>,
+    metrics: Metrics,
+}
+
+struct Metrics {
+    state: [Gauge; 6],
+    calls: [Counter; 4],
+    rejections: Counter,
+}
+
+/// The right to make one call; report its outcome with [`record`](Permit::record). Dropping
+/// it unreported (a cancelled call) frees a half-open probe slot and counts nothing.
+pub struct Permit {
+    breaker: CircuitBreaker,
+    word: u64,
+    kind: PermitKind,
+    started: Instant,
+    done: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PermitKind {
+    Measured,
+    Probe,
+    Unmeasured,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker enforcing `policy`.
+    pub fn new(policy: BreakerPolicy) -> Self {
+        let name = policy.name.to_string();
+        let metrics = Metrics {
+            state: State::ALL.map(|s| {
+                metrics::gauge!("palisade_breaker_state", "breaker" => name.clone(), "state" => s.as_str())
+            }),
+            calls: ["success", "failure", "slow", "ignored"].map(|o| {
+                metrics::counter!("palisade_breaker_calls_total", "breaker" => name.clone(), "outcome" => o)
+            }),
+            rejections: metrics::counter!("palisade_breaker_rejections_total", "breaker" => name.clone()),
+        };
+        metrics.state[State::Closed as usize].set(1.0);
+        CircuitBreaker {
+            inner: Arc::new(Inner {
+                window: Outcomes::new(policy.window),
+                policy,
+                epoch: Instant::now(),
+                word: AtomicU64::new(State::Closed as u64),
+                open_until: AtomicU64::new(0),
+                reopenings: AtomicU32::new(0),
+                consecutive_failures: AtomicU32::new(0),
+                probes_admitted: AtomicU32::new(0),
+                probes_done: AtomicU32::new(0),
+                probe_failures: AtomicU32::new(0),
+                events: broadcast::channel(64).0,
+                metrics,
+            }),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &BreakerPolicy {
+        &self.inner.policy
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        State::from_word(self.inner.word.load(Acquire))
+    }
+
+    /// State transitions from now on. Nothing is built or sent per call; a slow listener
+    /// loses the oldest transitions (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
+        self.inner.events.subscribe()
+    }
+
+    fn now(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.inner.epoch)
+            .as_micros() as u64
+    }
+
+    /// Asks to make a call: a [`Permit`], or [`CircuitOpen`] with the time until the next probe.
+    pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
+        let inner = &*self.inner;
+        loop {
+            let word = inner.word.load(Acquire);
+            let permit = |kind| Permit {
+                breaker: self.clone(),
+                word,
+                kind,
+                started: Instant::now(),
+                done: false,
+            };
+            match State::from_word(word) {
+                State::Closed | State::MetricsOnly => return Ok(permit(PermitKind::Measured)),
+                State::Disabled => return Ok(permit(PermitKind::Unmeasured)),
+                State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
+                State::Open => {
+                    let now = self.now();
+                    let until = inner.open_until.load(Acquire);
+                    if now < until {
+                        let wait = Duration::from_micros(until - now);
+                        return Err(self.reject(State::Open, Some(wait)));
+                    }
+                    self.transition(word, State::HalfOpen);
+                }
+                State::HalfOpen => {
+                    let admitted = inner.probes_admitted.load(Acquire);
+                    if admitted >= inner.policy.half_open_probes {
+                        let wait = inner.policy.open_duration.base;
+                        return Err(self.reject(State::HalfOpen, Some(wait)));
+                    }
+                    if inner
+                        .probes_admitted
+                        .compare_exchange(admitted, admitted + 1, AcqRel, Acquire)
+                        .is_ok()
+                    {
+                        if inner.word.load(Acquire) == word {
+                            return Ok(permit(PermitKind::Probe));
+                        }
+                        // The breaker moved on meanwhile; the slot belongs to no cycle now.
+                    }
+                }
+            }
+        }
+    }
+
+    fn reject(&self, state: State, retry_after: Option<Duration>) -> CircuitOpen {
+        self.inner.metrics.rejections.increment(1);
+        CircuitOpen {
+            breaker: self.inner.policy.name.clone(),
+            state,
+            retry_after,
+        }
+    }
+
+    /// Moves from exactly `from` (state and transition count) to `to`; false if another
+    /// thread moved first.
+    fn transition(&self, from: u64, to: State) -> bool {
+        let inner = &*self.inner;
+        let from_state = State::from_word(from);
+        if to == State::Open {
+            // The first opening waits the base duration; each failed probe round grows it.
+            let reopenings = if from_state == State::HalfOpen {
+                inner.reopenings.load(Acquire) + 1
+            } else {
+                0
+            };
+            let wait =
+                decide::open_duration(&inner.policy.open_duration, reopenings, jitter_unit(from));
+            // Published before the state, so nobody sees `Open` with a stale deadline.
+            inner.open_until.store(
+                self.now() + wait.as_micros() as u64,
+                Release,
+            );
+        }
+        let next = ((from >> 8) + 1) << 8 | to as u64;
+        if inner.word.compare_exchange(from, next, AcqRel, Acquire).is_err() {
+            return false;
+        }
+        match to {
+            State::Open => {
+                if from_state == State::HalfOpen {
+                    inner.reopenings.fetch_add(1, AcqRel);
+                }
+                inner.probes_admitted.store(0, Release);
+                inner.probes_done.store(0, Release);
+                inner.probe_failures.store(0, Release);
+            }
+            State::Closed => {
+                inner.window.clear();
+                inner.consecutive_failures.store(0, Release);
+                inner.reopenings.store(0, Release);
+            }
+            _ => {}
+        }
+        self.announce(from_state, to);
+        true
+    }
+
+    fn announce(&self, from: State, to: State) {
+        let inner = &*self.inner;
+        inner.metrics.state[from as usize].set(0.0);
+        inner.metrics.state[to as usize].set(1.0);
+        metrics::counter!(
+            "palisade_breaker_transitions_total",
+            "breaker" => inner.policy.name.to_string(),
+            "from" => from.as_str(),
+            "to" => to.as_str()
+        )
+        .increment(1);
+        if to == State::Open {
+            tracing::warn!(target: "palisade::breaker", breaker = %inner.policy.name, from = from.as_str(), to = to.as_str(), "circuit opened");
+        } else {
+            tracing::info!(target: "palisade::breaker", breaker = %inner.policy.name, from = from.as_str(), to = to.as_str(), "circuit state changed");
+        }
+        let _ = inner.events.send(Transition {
+            breaker: inner.policy.name.clone(),
+            from,
+            to,
+        });
+    }
+
+    fn set(&self, to: State) {
+        loop {
+            let word = self.inner.word.load(Acquire);
+            if State::from_word(word) == to || self.transition(word, to) {
+                return;
+            }
+        }
+    }
+
+    /// Refuses every call until [`reset`](Self::reset) (an operator's kill switch).
+    pub fn force_open(&self) {
+        self.set(State::ForcedOpen);
+    }
+
+    /// Lets every call through and measures nothing, until [`reset`](Self::reset).
+    pub fn disable(&self) {
+        self.set(State::Disabled);
+    }
+
+    /// Measures and publishes but never opens, until [`reset`](Self::reset).
+    pub fn metrics_only(&self) {
+        self.set(State::MetricsOnly);
+    }
+
+    /// Back to `Closed` with an empty window.
+    pub fn reset(&self) {
+        self.set(State::Closed);
+    }
+
+    /// The breaker's state for a health endpoint.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = &*self.inner;
+        let state = self.state();
+        let counts = inner.window.counts(self.now() / 1_000_000);
+        let retry_after_ms = (state == State::Open).then(|| {
+            inner
+                .open_until
+                .load(Acquire)
+                .saturating_sub(self.now())
+                .div_ceil(1_000)
+        });
+        Snapshot {
+            name: inner.policy.name.to_string(),
+            state,
+            counts,
+            failure_rate: counts.failure_rate(),
+            slow_call_rate: counts.slow_rate(),
+            consecutive_failures: inner.consecutive_failures.load(Relaxed),
+            retry_after_ms,
+        }
+    }
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.inner.policy.name)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Permit {
+    /// Reports how the call ended; its duration (since the permit was granted) decides
+    /// whether it was slow.
+    pub fn record(mut self, outcome: Outcome) {
+        self.done = true;
+        let elapsed = self.started.elapsed();
+        self.finish(outcome, elapsed);
+    }
+
+    fn finish(&self, outcome: Outcome, elapsed: Duration) {
+        let breaker = &self.breaker;
+        let inner = &*breaker.inner;
+        if self.kind == PermitKind::Unmeasured {
+            return;
+        }
+        if outcome == Outcome::Ignored {
+            inner.metrics.calls[3].increment(1);
+            self.release_probe();
+            return;
+        }
+        let mut bits = 0;
+        if outcome == Outcome::Failure {
+            bits |= FAILED;
+        }
+        if elapsed >= inner.policy.slow_call_duration {
+            bits |= SLOW;
+        }
+        let metric = if bits & FAILED != 0 {
+            1
+        } else if bits & SLOW != 0 {
+            2
+        } else {
+            0
+        };
+        inner.metrics.calls[metric].increment(1);
+        // An outcome from a call admitted under an earlier state says nothing about this one.
+        let word = inner.word.load(Acquire);
+        if word != self.word {
+            return;
+        }
+        let bad = bits != 0;
+        match self.kind {
+            PermitKind::Measured => {
+                let second = breaker.now() / 1_000_000;
+                inner.window.record(bits, second);
+                let consecutive = if bits & FAILED != 0 {
+                    inner.consecutive_failures.fetch_add(1, AcqRel) + 1
+                } else {
+                    inner.consecutive_failures.store(0, Release);
+                    0
+                };
+                // Rates can only reach a threshold on a bad call, or on the call that fills the
+                // window up to `minimum_calls` (count windows; a time window's next bad call
+                // decides, to keep good calls O(1)).
+                if State::from_word(word) == State::Closed {
+                    let evaluate = bad
+                        || matches!(&inner.window, Outcomes::Count(w) if w.calls() == inner.policy.minimum_calls);
+                    if evaluate
+                        && decide::should_open(
+                            &inner.policy,
+                            inner.window.counts(second),
+                            consecutive,
+                        )
+                    {
+                        breaker.transition(word, State::Open);
+                    }
+                }
+            }
+            PermitKind::Probe => {
+                let failures = inner.probe_failures.fetch_add(u32::from(bad), AcqRel) + u32::from(bad);
+                let done = inner.probes_done.fetch_add(1, AcqRel) + 1;
+                match decide::probe_verdict(&inner.policy, done, failures) {
+                    Some(ProbeVerdict::Reopen) => {
+                        breaker.transition(word, State::Open);
+                    }
+                    Some(ProbeVerdict::Close) => {
+                        breaker.transition(word, State::Closed);
+                    }
+                    None => {}
+                }
+            }
+            PermitKind::Unmeasured => {}
+        }
+    }
+
+    fn release_probe(&self) {
+        let inner = &*self.breaker.inner;
+        if self.kind == PermitKind::Probe && inner.word.load(Acquire) == self.word {
+            let _ = inner
+                .probes_admitted
+                .fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.release_probe();
+        }
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").field("kind", &self.kind).finish()
+    }
+}
+
+/// A number in [0, 1) that differs between transitions, for open-duration jitter.
+fn jitter_unit(seed: u64) -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let mut z = seed ^ nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}

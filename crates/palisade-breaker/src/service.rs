@@ -1,0 +1,57 @@
+//! [`Breaker`]: the service the layer wraps around the inner one.
+
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+use crate::{CircuitBreaker, classify::Classify, future::ResponseFuture, rejection::OnOpen};
+
+/// Guards `S` with a circuit breaker; built by [`CircuitBreakerLayer`](crate::CircuitBreakerLayer).
+#[derive(Debug, Clone)]
+pub struct Breaker<S, C, O> {
+    pub(crate) inner: S,
+    pub(crate) breaker: CircuitBreaker,
+    pub(crate) classify: C,
+    pub(crate) on_open: O,
+}
+
+impl<S, C, O> Breaker<S, C, O> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, O, Req> Service<Req> for Breaker<S, C, O>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error>,
+    O: OnOpen<S::Response, S::Error>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, C, S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self.breaker.try_acquire() {
+            Ok(permit) => {
+                ResponseFuture::called(self.inner.call(req), permit, self.classify.clone())
+            }
+            Err(open) => ResponseFuture::refused(self.on_open.refuse(open)),
+        }
+    }
+}
