@@ -262,15 +262,14 @@ impl CircuitBreaker {
                         let wait = inner.policy.open_duration.base;
                         return Err(self.reject(State::HalfOpen, Some(wait)));
                     }
+                    // If the breaker moved on meanwhile, the slot belongs to no cycle: retry.
                     if inner
                         .probes_admitted
                         .compare_exchange(admitted, admitted + 1, AcqRel, Acquire)
                         .is_ok()
+                        && inner.word.load(Acquire) == word
                     {
-                        if inner.word.load(Acquire) == word {
-                            return Ok(permit(PermitKind::Probe));
-                        }
-                        // The breaker moved on meanwhile; the slot belongs to no cycle now.
+                        return Ok(permit(PermitKind::Probe));
                     }
                 }
             }
@@ -301,13 +300,16 @@ impl CircuitBreaker {
             let wait =
                 decide::open_duration(&inner.policy.open_duration, reopenings, jitter_unit(from));
             // Published before the state, so nobody sees `Open` with a stale deadline.
-            inner.open_until.store(
-                self.now() + wait.as_micros() as u64,
-                Release,
-            );
+            inner
+                .open_until
+                .store(self.now() + wait.as_micros() as u64, Release);
         }
         let next = ((from >> 8) + 1) << 8 | to as u64;
-        if inner.word.compare_exchange(from, next, AcqRel, Acquire).is_err() {
+        if inner
+            .word
+            .compare_exchange(from, next, AcqRel, Acquire)
+            .is_err()
+        {
             return false;
         }
         match to {
@@ -484,7 +486,8 @@ impl Permit {
                 }
             }
             PermitKind::Probe => {
-                let failures = inner.probe_failures.fetch_add(u32::from(bad), AcqRel) + u32::from(bad);
+                let failures =
+                    inner.probe_failures.fetch_add(u32::from(bad), AcqRel) + u32::from(bad);
                 let done = inner.probes_done.fetch_add(1, AcqRel) + 1;
                 match decide::probe_verdict(&inner.policy, done, failures) {
                     Some(ProbeVerdict::Reopen) => {

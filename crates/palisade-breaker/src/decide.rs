@@ -97,7 +97,11 @@ mod tests {
     #[test]
     fn rates_need_the_minimum_calls() {
         let p = policy();
-        let c = |calls, failures| Counts { calls, failures, slow: 0 };
+        let c = |calls, failures| Counts {
+            calls,
+            failures,
+            slow: 0,
+        };
         assert!(!should_open(&p, c(3, 3), 3));
         assert!(should_open(&p, c(4, 2), 0));
         assert!(!should_open(&p, c(5, 2), 0));

@@ -181,10 +181,16 @@ impl BreakerPolicyBuilder {
         let mut p = self.policy;
         let err = |m: String| Err(PolicyError(format!("breaker `{}`: {m}", p.name)));
         if !(p.failure_rate > 0.0 && p.failure_rate <= 1.0) {
-            return err(format!("failure_rate must be in (0, 1], got {}", p.failure_rate));
+            return err(format!(
+                "failure_rate must be in (0, 1], got {}",
+                p.failure_rate
+            ));
         }
         if !(p.slow_call_rate > 0.0 && p.slow_call_rate <= 1.0) {
-            return err(format!("slow call rate must be in (0, 1], got {}", p.slow_call_rate));
+            return err(format!(
+                "slow call rate must be in (0, 1], got {}",
+                p.slow_call_rate
+            ));
         }
         match p.window {
             Window::Count(n) if !(1..=10_000).contains(&n) => {
@@ -201,11 +207,21 @@ impl BreakerPolicyBuilder {
             return err("consecutive_failures must be at least 1".into());
         }
         if !(1..=1_000).contains(&p.half_open_probes) {
-            return err(format!("half_open_probes must be 1..=1000, got {}", p.half_open_probes));
+            return err(format!(
+                "half_open_probes must be 1..=1000, got {}",
+                p.half_open_probes
+            ));
         }
         let d = p.open_duration;
-        if d.base.is_zero() || d.max < d.base || !(d.multiplier >= 1.0) || !(0.0..=1.0).contains(&d.jitter) {
-            return err(format!("open duration needs 0 < base <= max, multiplier >= 1, jitter in [0, 1]: {d:?}"));
+        if d.base.is_zero()
+            || d.max < d.base
+            || d.multiplier.is_nan()
+            || d.multiplier < 1.0
+            || !(0.0..=1.0).contains(&d.jitter)
+        {
+            return err(format!(
+                "open duration needs 0 < base <= max, multiplier >= 1, jitter in [0, 1]: {d:?}"
+            ));
         }
         Ok(p)
     }

@@ -196,15 +196,40 @@ mod tests {
         for _ in 0..1000 {
             w.record(0);
         }
-        assert_eq!(w.counts(), Counts { calls: 4, failures: 0, slow: 0 });
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 4,
+                failures: 0,
+                slow: 0
+            }
+        );
         for _ in 0..3 {
             w.record(FAILED);
         }
-        assert_eq!(w.counts().failures, 3, "a long healthy run does not dilute a burst");
+        assert_eq!(
+            w.counts().failures,
+            3,
+            "a long healthy run does not dilute a burst"
+        );
         w.record(FAILED | SLOW);
-        assert_eq!(w.counts(), Counts { calls: 4, failures: 4, slow: 1 });
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 4,
+                failures: 4,
+                slow: 1
+            }
+        );
         w.record(0);
-        assert_eq!(w.counts(), Counts { calls: 4, failures: 3, slow: 1 });
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 4,
+                failures: 3,
+                slow: 1
+            }
+        );
     }
 
     #[test]
@@ -213,10 +238,31 @@ mod tests {
         w.record(FAILED, 10);
         w.record(0, 11);
         w.record(0, 12);
-        assert_eq!(w.counts(12), Counts { calls: 3, failures: 1, slow: 0 });
-        assert_eq!(w.counts(13), Counts { calls: 2, failures: 0, slow: 0 });
+        assert_eq!(
+            w.counts(12),
+            Counts {
+                calls: 3,
+                failures: 1,
+                slow: 0
+            }
+        );
+        assert_eq!(
+            w.counts(13),
+            Counts {
+                calls: 2,
+                failures: 0,
+                slow: 0
+            }
+        );
         w.record(SLOW, 13);
-        assert_eq!(w.counts(13), Counts { calls: 3, failures: 0, slow: 1 });
+        assert_eq!(
+            w.counts(13),
+            Counts {
+                calls: 3,
+                failures: 0,
+                slow: 1
+            }
+        );
         assert_eq!(w.counts(100), Counts::default());
     }
 }

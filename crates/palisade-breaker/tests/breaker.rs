@@ -56,7 +56,11 @@ async fn time_window_forgets_old_seconds() {
     tokio::time::advance(Duration::from_secs(6)).await;
     calls(&breaker, Outcome::Success, 2);
     calls(&breaker, Outcome::Failure, 1);
-    assert_eq!(breaker.state(), State::Closed, "old failures left the window");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "old failures left the window"
+    );
     calls(&breaker, Outcome::Failure, 1);
     assert_eq!(breaker.state(), State::Open);
 }
@@ -83,7 +87,11 @@ async fn open_refuses_with_retry_after_then_probes_then_closes() {
     a.record(Outcome::Success);
     b.record(Outcome::Success);
     assert_eq!(breaker.state(), State::Closed);
-    assert_eq!(breaker.snapshot().counts.calls, 0, "closing empties the window");
+    assert_eq!(
+        breaker.snapshot().counts.calls,
+        0,
+        "closing empties the window"
+    );
     let seen: Vec<(State, State)> = std::iter::from_fn(|| events.try_recv().ok())
         .map(|t: Transition| (t.from, t.to))
         .collect();
@@ -200,8 +208,12 @@ async fn half_open_probes_are_capped_under_concurrency() {
         let admitted = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..32)
             .map(|_| {
-                let (breaker, in_flight, peak, admitted) =
-                    (breaker.clone(), in_flight.clone(), peak.clone(), admitted.clone());
+                let (breaker, in_flight, peak, admitted) = (
+                    breaker.clone(),
+                    in_flight.clone(),
+                    peak.clone(),
+                    admitted.clone(),
+                );
                 tokio::spawn(async move {
                     if let Ok(permit) = breaker.try_acquire() {
                         let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -246,7 +258,13 @@ async fn the_layer_never_calls_the_inner_service_while_open() {
     let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
     // 4xx are not failures.
     for _ in 0..10 {
-        let r = svc.ready().await.unwrap().call(get("/missing")).await.unwrap();
+        let r = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(get("/missing"))
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
     for _ in 0..3 {
@@ -276,7 +294,9 @@ async fn around_a_client_the_refusal_is_an_error() {
         assert!(svc.clone().oneshot(()).await.is_err());
     }
     let err = svc.oneshot(()).await.unwrap_err();
-    let open = err.downcast_ref::<CircuitOpen>().expect("a CircuitOpen error");
+    let open = err
+        .downcast_ref::<CircuitOpen>()
+        .expect("a CircuitOpen error");
     assert_eq!(open.state, State::Open);
 }
 

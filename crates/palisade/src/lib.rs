@@ -31,9 +31,10 @@
 //! | feature | layer | crate |
 //! |---|---|---|
 //! | `ratelimit` (default) | `RateLimitLayer`: token bucket, GCRA, sliding-window log, fixed window | [`ratelimit`] |
+//! | `breaker` (default) | `CircuitBreakerLayer`: sliding count/time windows, capped probes | [`breaker`] |
 //!
-//! Circuit breaking, retry, bulkheads, idempotency keys and distributed locks follow, each its
-//! own crate and feature.
+//! Retry, bulkheads, idempotency keys and distributed locks follow, each its own crate and
+//! feature.
 //!
 //! # Backends
 //!
@@ -43,6 +44,7 @@
 //!
 //! # Features
 //! - `ratelimit` (default): [`ratelimit`].
+//! - `breaker` (default): [`breaker`].
 //! - `redis` (default): Redis stores.
 //! - `grpc`: render rejections as `tonic::Status` ([`core::responder::Grpc`]).
 //! - `axum`: key by axum's matched route; read axum's `ConnectInfo`.
@@ -57,8 +59,19 @@ pub mod ratelimit {
     pub use palisade_ratelimit::*;
 }
 
+/// Circuit breaking: [`CircuitBreakerLayer`](breaker::CircuitBreakerLayer) and
+/// [`CircuitBreaker`](breaker::CircuitBreaker).
+#[cfg(feature = "breaker")]
+pub mod breaker {
+    pub use palisade_breaker::*;
+}
+
 /// The names most services use.
 pub mod prelude {
+    #[cfg(feature = "breaker")]
+    pub use palisade_breaker::{
+        AsError, BreakerPolicy, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, OpenDuration,
+    };
     #[cfg(feature = "axum")]
     pub use palisade_core::key::MatchedRoute;
     #[cfg(feature = "grpc")]
