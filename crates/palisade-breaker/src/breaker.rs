@@ -166,7 +166,8 @@ pub struct Permit {
     breaker: CircuitBreaker,
     word: u64,
     kind: PermitKind,
-    started: Instant,
+    /// When the call started, if call durations are measured (slow-call detection).
+    started: Option<Instant>,
     done: bool,
 }
 
@@ -240,7 +241,7 @@ impl CircuitBreaker {
                 breaker: self.clone(),
                 word,
                 kind,
-                started: Instant::now(),
+                started: inner.policy.slow_call_duration.map(|_| Instant::now()),
                 done: false,
             };
             match State::from_word(word) {
@@ -422,11 +423,14 @@ impl Permit {
     /// whether it was slow.
     pub fn record(mut self, outcome: Outcome) {
         self.done = true;
-        let elapsed = self.started.elapsed();
-        self.finish(outcome, elapsed);
+        let slow = match (self.started, self.breaker.inner.policy.slow_call_duration) {
+            (Some(started), Some(threshold)) => started.elapsed() >= threshold,
+            _ => false,
+        };
+        self.finish(outcome, slow);
     }
 
-    fn finish(&self, outcome: Outcome, elapsed: Duration) {
+    fn finish(&self, outcome: Outcome, slow: bool) {
         let breaker = &self.breaker;
         let inner = &*breaker.inner;
         if self.kind == PermitKind::Unmeasured {
@@ -441,7 +445,7 @@ impl Permit {
         if outcome == Outcome::Failure {
             bits |= FAILED;
         }
-        if elapsed >= inner.policy.slow_call_duration {
+        if slow {
             bits |= SLOW;
         }
         let metric = if bits & FAILED != 0 {
@@ -460,12 +464,20 @@ impl Permit {
         let bad = bits != 0;
         match self.kind {
             PermitKind::Measured => {
-                let second = breaker.now() / 1_000_000;
+                // Only a time window needs the clock.
+                let second = match inner.window {
+                    Outcomes::Time(_) => breaker.now() / 1_000_000,
+                    Outcomes::Count(_) => 0,
+                };
                 inner.window.record(bits, second);
                 let consecutive = if bits & FAILED != 0 {
                     inner.consecutive_failures.fetch_add(1, AcqRel) + 1
                 } else {
-                    inner.consecutive_failures.store(0, Release);
+                    // Read first: a store on every success would bounce the cache line
+                    // between cores even when nothing changes.
+                    if inner.consecutive_failures.load(Relaxed) != 0 {
+                        inner.consecutive_failures.store(0, Release);
+                    }
                     0
                 };
                 // Rates can only reach a threshold on a bad call, or on the call that fills the

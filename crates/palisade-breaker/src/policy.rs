@@ -53,8 +53,10 @@ impl OpenDuration {
 pub struct PolicyError(String);
 
 /// When a breaker trips and recovers. Defaults follow resilience4j: 50 % failures over the
-/// last 100 calls (after at least 100 calls), slow calls (≥ 60 s) at 100 %, open for 60 s, 10
-/// half-open probes.
+/// last 100 calls (after at least 100 calls), open for 60 s, 10 half-open probes. Slow-call
+/// detection is opt-in ([`slow_calls`](BreakerPolicyBuilder::slow_calls)); resilience4j's
+/// default (100 % of calls slower than 60 s) almost never trips, and measuring every call
+/// costs two clock reads.
 ///
 /// ```
 /// use std::time::Duration;
@@ -77,7 +79,8 @@ pub struct BreakerPolicy {
     pub(crate) name: Arc<str>,
     pub(crate) failure_rate: f64,
     pub(crate) slow_call_rate: f64,
-    pub(crate) slow_call_duration: Duration,
+    /// `None`: call durations are not measured (no clock read per call).
+    pub(crate) slow_call_duration: Option<Duration>,
     pub(crate) window: Window,
     pub(crate) minimum_calls: u32,
     pub(crate) consecutive_failures: Option<u32>,
@@ -93,7 +96,7 @@ impl BreakerPolicy {
                 name: name.into(),
                 failure_rate: 0.5,
                 slow_call_rate: 1.0,
-                slow_call_duration: Duration::from_secs(60),
+                slow_call_duration: None,
                 window: Window::Count(100),
                 minimum_calls: 100,
                 consecutive_failures: None,
@@ -133,8 +136,10 @@ impl BreakerPolicyBuilder {
     }
 
     /// Counts calls slower than `duration` as slow, and opens when `rate` of the window is slow.
+    ///
+    /// Off by default, so a closed breaker reads no clock per call.
     pub fn slow_calls(mut self, duration: Duration, rate: f64) -> Self {
-        self.policy.slow_call_duration = duration;
+        self.policy.slow_call_duration = Some(duration);
         self.policy.slow_call_rate = rate;
         self
     }
