@@ -43,6 +43,9 @@
 //!   [`disable`](CircuitBreaker::disable), switch to
 //!   [`metrics_only`](CircuitBreaker::metrics_only), and [`reset`](CircuitBreaker::reset).
 //!
+//! Per-key breakers (one per upstream authority, say) come from a [`BreakerRegistry`] with
+//! bounded memory, through [`KeyedCircuitBreakerLayer`].
+//!
 //! Classification is pluggable ([`Classify`]): [`HttpFailures`] (5xx, errors) by default,
 //! [`GrpcFailures`], [`ErrorsAreFailures`], or a closure.
 //!
@@ -62,6 +65,7 @@ mod breaker;
 pub mod classify;
 pub mod decide;
 mod future;
+mod keyed;
 mod layer;
 mod policy;
 mod rejection;
@@ -71,6 +75,7 @@ mod window;
 pub use breaker::{CircuitBreaker, Outcome, Permit, Snapshot, State, Transition};
 pub use classify::{Classify, ClassifyFn, ErrorsAreFailures, GrpcFailures, HttpFailures};
 pub use future::ResponseFuture;
+pub use keyed::{BreakerRegistry, KeyedBreaker, KeyedCircuitBreakerLayer, UriAuthority};
 pub use layer::CircuitBreakerLayer;
 pub use policy::{BreakerPolicy, BreakerPolicyBuilder, OpenDuration, PolicyError, Window};
 pub use rejection::{AsError, CircuitOpen, OnOpen, Respond};
