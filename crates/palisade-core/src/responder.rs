@@ -40,6 +40,12 @@ impl GrpcCode {
     }
 }
 
+/// Marks a response as a palisade layer's refusal (in the response extensions), so a retry
+/// layer never retries it: an open circuit or an exhausted local quota will not change in a
+/// few milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected;
+
 /// A typed refusal produced by a palisade layer.
 pub trait Rejection: std::error::Error + Send + Sync + 'static {
     /// The HTTP status (429 for a rate limit, 503 for a closed backend…).
@@ -97,6 +103,7 @@ impl<B: From<Bytes>> Responder<B> for ProblemJson {
             headers.insert(header::RETRY_AFTER, retry_after_seconds(wait).into());
         }
         rejection.add_headers(headers);
+        response.extensions_mut().insert(Rejected);
         response
     }
 }
@@ -122,6 +129,7 @@ impl<B: Default> Responder<B> for Grpc {
         }
         let mut response = status.into_http::<B>();
         rejection.add_headers(response.headers_mut());
+        response.extensions_mut().insert(Rejected);
         response
     }
 }

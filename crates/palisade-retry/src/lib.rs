@@ -1,0 +1,68 @@
+//! Retry as a tower layer, for clients: jittered exponential backoff, `Retry-After` and gRPC
+//! pushback honoured, a retry budget shared by every clone, HTTP body replay, and a client stack
+//! that keeps retries inside the circuit breaker.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::{convert::Infallible, sync::{Arc, atomic::{AtomicU32, Ordering}}, time::Duration};
+//! use palisade_retry::{ReplayBody, RetryLayer, RetryPolicy};
+//! use tower::{Layer, ServiceExt};
+//!
+//! // An upstream that fails twice with 503, then answers.
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let seen = calls.clone();
+//! let upstream = tower::service_fn(move |_req: http::Request<ReplayBody<String>>| {
+//!     let n = seen.fetch_add(1, Ordering::SeqCst);
+//!     async move {
+//!         let status = if n < 2 { 503 } else { 200 };
+//!         Ok::<_, Infallible>(http::Response::builder().status(status).body(()).unwrap())
+//!     }
+//! });
+//! let policy = RetryPolicy::new(3).backoff(
+//!     palisade_retry::Jitter::Full,
+//!     Duration::from_millis(1),
+//!     Duration::from_millis(5),
+//! );
+//! let client = RetryLayer::new(policy).layer(upstream);
+//! let response = client.oneshot(http::Request::get("http://api/x").body(String::new()).unwrap()).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(calls.load(Ordering::SeqCst), 3);
+//! # }
+//! ```
+//!
+//! # What is retried
+//!
+//! By default ([`HttpRetry`]): 408, 429, 500, 502, 503, 504, connection errors and timeouts —
+//! and only for GET, HEAD, OPTIONS, PUT, DELETE, TRACE or a request carrying an
+//! `Idempotency-Key`. Never 400, 401, 403, 404, 405, 409, 422, unknown errors, or a palisade
+//! refusal (an open circuit, a local rate limit). Bodies up to the replay limit (64 KiB) are
+//! buffered and sent byte-for-byte on every attempt; larger bodies are streamed once.
+//!
+//! # Metrics
+//!
+//! `palisade_retry_retries_total`, `palisade_retry_budget_exhausted_total`; `tracing` debug
+//! events under `palisade::retry` with the attempt number, delay and reason.
+#![warn(missing_docs)]
+
+pub mod backoff;
+mod body;
+mod budget;
+pub mod classify;
+mod layer;
+mod policy;
+mod stack;
+
+use std::time::Duration;
+
+pub use backoff::Jitter;
+pub use body::ReplayBody;
+pub use budget::RetryBudget;
+pub use classify::{HttpRetry, RetryClassify, RetryDecision};
+pub use layer::{Retry, RetryLayer, is_idempotent};
+pub use policy::RetryPolicy;
+pub use stack::{ClientStack, client_stack};
+
+/// An attempt ran out of its per-attempt timeout (or of the overall deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("attempt timed out after {0:?}")]
+pub struct AttemptTimedOut(pub Duration);
