@@ -32,8 +32,9 @@
 //! |---|---|---|
 //! | `ratelimit` (default) | `RateLimitLayer`: token bucket, GCRA, sliding-window log, fixed window | [`ratelimit`] |
 //! | `breaker` (default) | `CircuitBreakerLayer`: sliding count/time windows, capped probes | [`breaker`] |
+//! | `retry` (default) | `RetryLayer`, `client_stack` (breaker ⊃ retry) | [`retry`] |
 //!
-//! Retry, bulkheads, idempotency keys and distributed locks follow, each its own crate and
+//! Bulkheads, idempotency keys and distributed locks follow, each its own crate and
 //! feature.
 //!
 //! # Backends
@@ -45,6 +46,7 @@
 //! # Features
 //! - `ratelimit` (default): [`ratelimit`].
 //! - `breaker` (default): [`breaker`].
+//! - `retry` (default): [`retry`].
 //! - `redis` (default): Redis stores.
 //! - `grpc`: render rejections as `tonic::Status` ([`core::responder::Grpc`]).
 //! - `axum`: key by axum's matched route; read axum's `ConnectInfo`.
@@ -64,6 +66,12 @@ pub mod ratelimit {
 #[cfg(feature = "breaker")]
 pub mod breaker {
     pub use palisade_breaker::*;
+}
+
+/// Retry: [`RetryLayer`](retry::RetryLayer) and [`client_stack`](retry::client_stack).
+#[cfg(feature = "retry")]
+pub mod retry {
+    pub use palisade_retry::*;
 }
 
 /// The names most services use.
@@ -87,4 +95,6 @@ pub mod prelude {
         FixedWindow, Gcra, MemoryStore, Policy, RateLimitLayer, RateLimiter, SlidingWindowLog,
         Tiers, TokenBucket,
     };
+    #[cfg(feature = "retry")]
+    pub use palisade_retry::{Jitter, RetryBudget, RetryLayer, RetryPolicy, client_stack};
 }

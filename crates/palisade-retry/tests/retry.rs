@@ -1,0 +1,333 @@
+//! Retries against a real hyper server on loopback that fails on a script, and the timing
+//! rules under paused time.
+
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use palisade_breaker::{BreakerPolicy, CircuitBreaker, CircuitOpen, OpenDuration};
+use palisade_retry::{Jitter, ReplayBody, RetryBudget, RetryLayer, RetryPolicy, client_stack};
+use tokio::time::Instant;
+use tower::{BoxError, Layer, ServiceExt};
+
+/// What the scripted server saw.
+#[derive(Default, Clone)]
+struct Seen(Arc<Mutex<Vec<(Method, Bytes)>>>);
+
+/// A server answering the scripted statuses in order (then 200), recording every request.
+async fn scripted(statuses: &[u16]) -> (SocketAddr, Seen) {
+    let script = Arc::new(Mutex::new(
+        statuses.iter().copied().collect::<VecDeque<u16>>(),
+    ));
+    let seen = Seen::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (script2, seen2) = (script.clone(), seen.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (script, seen) = (script2.clone(), seen2.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let (script, seen) = (script.clone(), seen.clone());
+                    async move {
+                        let method = req.method().clone();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        seen.0.lock().unwrap().push((method, body));
+                        let status = script.lock().unwrap().pop_front().unwrap_or(200);
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::from_static(b"answer")))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+type HttpClient =
+    Client<hyper_util::client::legacy::connect::HttpConnector, ReplayBody<Full<Bytes>>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn fast(attempts: u32) -> RetryPolicy {
+    RetryPolicy::new(attempts).backoff(
+        Jitter::Full,
+        Duration::from_millis(1),
+        Duration::from_millis(5),
+    )
+}
+
+fn request(method: Method, addr: SocketAddr, body: Bytes) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}/charge"))
+        .body(Full::new(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn retries_retryable_statuses_until_success() {
+    let (addr, seen) = scripted(&[503, 502, 200]).await;
+    let svc = RetryLayer::new(fast(5)).layer(client());
+    let r = svc
+        .oneshot(request(Method::GET, addr, Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(seen.0.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn gives_up_after_max_attempts_and_never_retries_client_errors() {
+    let (addr, seen) = scripted(&[503, 503, 503, 503]).await;
+    let svc = RetryLayer::new(fast(3)).layer(client());
+    let r = svc
+        .oneshot(request(Method::GET, addr, Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(seen.0.lock().unwrap().len(), 3);
+
+    for status in [400, 401, 403, 404, 409, 422] {
+        let (addr, seen) = scripted(&[status]).await;
+        let svc = RetryLayer::new(fast(3)).layer(client());
+        let r = svc
+            .oneshot(request(Method::GET, addr, Bytes::new()))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        assert_eq!(seen.0.lock().unwrap().len(), 1, "{status} is not retried");
+    }
+}
+
+#[tokio::test]
+async fn post_is_retried_only_with_an_idempotency_key_and_the_body_is_replayed() {
+    let body = Bytes::from((0..10_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let (addr, seen) = scripted(&[503, 503]).await;
+    let svc = RetryLayer::new(fast(3)).layer(client());
+    let r = svc
+        .oneshot(request(Method::POST, addr, body.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "POST without a key: sent once"
+    );
+    assert_eq!(seen.0.lock().unwrap().len(), 1);
+
+    let (addr, seen) = scripted(&[503, 503]).await;
+    let svc = RetryLayer::new(fast(3)).layer(client());
+    let mut req = request(Method::POST, addr, body.clone());
+    req.headers_mut()
+        .insert("idempotency-key", "order-42".parse().unwrap());
+    let r = svc.oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = seen.0.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|(m, b)| *m == Method::POST && *b == body),
+        "replayed byte for byte"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_sent_once_in_full() {
+    let body = Bytes::from(vec![7u8; 200_000]);
+    let (addr, seen) = scripted(&[503]).await;
+    let svc = RetryLayer::new(fast(3).body_limit(64 * 1024)).layer(client());
+    let r = svc
+        .oneshot(request(Method::PUT, addr, body.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let seen = seen.0.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1, body);
+}
+
+#[tokio::test]
+async fn connection_errors_are_retried() {
+    // A port nobody listens on.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counter = attempts.clone();
+    let counting = tower::service_fn(move |req: Request<ReplayBody<Full<Bytes>>>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        client().oneshot(req)
+    });
+    let svc = RetryLayer::new(fast(4)).layer(counting);
+    let err = svc
+        .oneshot(request(Method::GET, addr, Bytes::new()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("client error"), "{err}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 4);
+}
+
+/// An upstream (no network) answering scripted statuses and headers, noting when each attempt
+/// arrived on tokio's (paused) clock.
+type Times = Arc<Mutex<Vec<Instant>>>;
+
+fn timed_upstream(answers: Vec<(u16, Option<&'static str>)>) -> (impl Upstream, Times) {
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
+    let t = times.clone();
+    let svc = tower::service_fn(move |_req: Request<ReplayBody<String>>| {
+        t.lock().unwrap().push(Instant::now());
+        let (status, retry_after) = answers.lock().unwrap().pop_front().unwrap_or((200, None));
+        async move {
+            let mut b = Response::builder().status(status);
+            if let Some(v) = retry_after {
+                b = b.header("retry-after", v);
+            }
+            Ok::<_, Infallible>(b.body(()).unwrap())
+        }
+    });
+    (svc, times)
+}
+
+trait Upstream:
+    tower::Service<
+        Request<ReplayBody<String>>,
+        Response = Response<()>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T> Upstream for T where
+    T: tower::Service<
+            Request<ReplayBody<String>>,
+            Response = Response<()>,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+fn get() -> Request<String> {
+    Request::get("http://upstream/x")
+        .body(String::new())
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured_and_capped() {
+    let (svc, times) = timed_upstream(vec![(429, Some("2")), (503, Some("3600")), (200, None)]);
+    let client = RetryLayer::new(fast(5).max_server_wait(Duration::from_secs(60))).layer(svc);
+    let r = client.oneshot(get()).await.unwrap();
+    // The first wait is the server's 2 s; an hour is beyond the cap: stop there.
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let times = times.lock().unwrap();
+    assert_eq!(times.len(), 2);
+    assert_eq!(times[1] - times[0], Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_jitter_delays_stay_within_the_exponential_envelope() {
+    for _ in 0..20 {
+        let (svc, times) = timed_upstream(vec![(503, None); 6]);
+        let policy = RetryPolicy::new(6).backoff(
+            Jitter::Full,
+            Duration::from_millis(100),
+            Duration::from_millis(1000),
+        );
+        let _ = RetryLayer::new(policy)
+            .layer(svc)
+            .oneshot(get())
+            .await
+            .unwrap();
+        let times = times.lock().unwrap();
+        assert_eq!(times.len(), 6);
+        for (n, pair) in times.windows(2).enumerate() {
+            let envelope = Duration::from_millis((100u64 << n).min(1000));
+            assert!(
+                pair[1] - pair[0] <= envelope,
+                "retry {n}: {:?}",
+                pair[1] - pair[0]
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_covers_every_attempt_and_wait() {
+    let (svc, times) = timed_upstream(vec![(503, Some("1")); 10]);
+    let client = RetryLayer::new(fast(10).deadline(Duration::from_millis(2500))).layer(svc);
+    let r = client.oneshot(get()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Attempts at 0 s, 1 s, 2 s; a third wait would end past 2.5 s.
+    assert_eq!(times.lock().unwrap().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_stops_retry_amplification() {
+    let (svc, times) = timed_upstream(vec![(503, None); 10_000]);
+    let budget = RetryBudget::new(0.2, 0);
+    let client = RetryLayer::new(fast(4)).budget(budget).layer(svc);
+    for _ in 0..100 {
+        let _ = client.clone().oneshot(get()).await.unwrap();
+    }
+    let attempts = times.lock().unwrap().len();
+    assert!(
+        (100..=120).contains(&attempts),
+        "{attempts} attempts for 100 requests"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_circuit_is_not_retried() {
+    let (svc, times) = timed_upstream(vec![(503, None); 10_000]);
+    let breaker = CircuitBreaker::new(
+        BreakerPolicy::builder("upstream")
+            .count_window(2)
+            .minimum_calls(2)
+            .open_for(OpenDuration::fixed(Duration::from_secs(60)))
+            .build()
+            .unwrap(),
+    );
+    let stack = client_stack(breaker.clone(), RetryLayer::new(fast(3)), svc);
+    for _ in 0..2 {
+        let r = stack.clone().oneshot(get()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let before = times.lock().unwrap().len();
+    assert_eq!(before, 6, "3 attempts per logical call");
+    for _ in 0..5 {
+        let err: BoxError = stack.clone().oneshot(get()).await.unwrap_err();
+        assert!(err.downcast_ref::<CircuitOpen>().is_some());
+    }
+    assert_eq!(times.lock().unwrap().len(), before, "no attempt while open");
+}
