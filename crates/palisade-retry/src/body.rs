@@ -129,7 +129,7 @@ where
         return Buffered::Once(ReplayBody::streaming(None, body));
     }
     let mut body = body;
-    let mut collected = BytesMut::new();
+    let mut collected = Collected::default();
     let mut trailers = None;
     loop {
         if body.is_end_stream() {
@@ -140,7 +140,7 @@ where
             None => return Buffered::Complete(collected.freeze(), trailers),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
-                    collected.extend_from_slice(&data);
+                    collected.push(data);
                     if collected.len() > limit {
                         return Buffered::Once(ReplayBody::streaming(
                             Some(collected.freeze()),
@@ -158,6 +158,44 @@ where
             Some(Err(_)) => {
                 return Buffered::Once(ReplayBody::streaming(Some(collected.freeze()), body));
             }
+        }
+    }
+}
+
+/// Body bytes read so far: a single chunk is kept as is (no copy), several are joined.
+#[derive(Default)]
+struct Collected {
+    first: Option<Bytes>,
+    joined: Option<BytesMut>,
+}
+
+impl Collected {
+    fn push(&mut self, data: Bytes) {
+        if let Some(joined) = &mut self.joined {
+            joined.extend_from_slice(&data);
+        } else if let Some(first) = self.first.take() {
+            let mut joined = BytesMut::with_capacity(first.len() + data.len());
+            joined.extend_from_slice(&first);
+            joined.extend_from_slice(&data);
+            self.joined = Some(joined);
+        } else {
+            self.first = Some(data);
+        }
+    }
+
+    fn len(&self) -> usize {
+        match (&self.joined, &self.first) {
+            (Some(j), _) => j.len(),
+            (None, Some(f)) => f.len(),
+            (None, None) => 0,
+        }
+    }
+
+    fn freeze(self) -> Bytes {
+        match (self.joined, self.first) {
+            (Some(j), _) => j.freeze(),
+            (None, Some(f)) => f,
+            (None, None) => Bytes::new(),
         }
     }
 }

@@ -128,7 +128,7 @@ where
             let started = Instant::now();
             let deadline = policy.deadline.map(|d| started + d);
             let (parts, body) = req.into_parts();
-            let head = Head::from(&parts);
+            let head = Head::from(parts);
             let replay = if retryable {
                 match buffer(body, policy.body_limit).await {
                     Buffered::Complete(data, trailers) => Some((data, trailers)),
@@ -253,13 +253,13 @@ struct Head {
 }
 
 impl Head {
-    fn from(parts: &http::request::Parts) -> Self {
+    fn from(parts: http::request::Parts) -> Self {
         Head {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
+            method: parts.method,
+            uri: parts.uri,
             version: parts.version,
-            headers: parts.headers.clone(),
-            extensions: parts.extensions.clone(),
+            headers: parts.headers,
+            extensions: parts.extensions,
         }
     }
 
