@@ -77,6 +77,9 @@ pub use classify::{Classify, ClassifyFn, ErrorsAreFailures, GrpcFailures, HttpFa
 pub use future::ResponseFuture;
 pub use keyed::{BreakerRegistry, KeyedBreaker, KeyedCircuitBreakerLayer, UriAuthority};
 pub use layer::CircuitBreakerLayer;
-pub use policy::{BreakerPolicy, BreakerPolicyBuilder, OpenDuration, PolicyError, Window};
+pub use policy::{
+    BreakerPolicy, BreakerPolicyBuilder, BreakerPolicyConfig, OpenConfig, OpenDuration,
+    PolicyError, Window, WindowConfig,
+};
 pub use rejection::{AsError, CircuitOpen, OnOpen, Respond};
 pub use service::Breaker;

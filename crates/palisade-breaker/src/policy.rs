@@ -231,3 +231,151 @@ impl BreakerPolicyBuilder {
         Ok(p)
     }
 }
+
+/// A [`BreakerPolicy`] as written in configuration (TOML, JSON…); deserialize a
+/// `BreakerPolicy` directly to get it validated.
+///
+/// ```
+/// let policy: palisade_breaker::BreakerPolicy = toml::from_str(r#"
+///     name = "payments-api"
+///     failure_rate = 0.5
+///     window = { calls = 50 }            # or { seconds = 60 }
+///     minimum_calls = 20
+///     consecutive_failures = 5
+///     slow_call_duration = "2s"
+///     slow_call_rate = 0.8
+///     half_open_probes = 3
+///     open = { base = "5s", max = "2m", multiplier = 2.0, jitter = 0.1 }
+/// "#).unwrap();
+/// assert_eq!(policy.half_open_probes(), 3);
+/// ```
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerPolicyConfig {
+    /// Breaker name.
+    pub name: String,
+    /// Failure rate that opens (default 0.5).
+    #[serde(default)]
+    pub failure_rate: Option<f64>,
+    /// `{ calls = n }` or `{ seconds = n }` (default 100 calls).
+    #[serde(default)]
+    pub window: Option<WindowConfig>,
+    /// Calls needed before any rate verdict (default 100).
+    #[serde(default)]
+    pub minimum_calls: Option<u32>,
+    /// Failures in a row that open.
+    #[serde(default)]
+    pub consecutive_failures: Option<u32>,
+    /// Calls at least this long are slow (enables slow-call detection).
+    #[serde(default, with = "humantime_serde")]
+    pub slow_call_duration: Option<Duration>,
+    /// Slow-call rate that opens (default 1.0).
+    #[serde(default)]
+    pub slow_call_rate: Option<f64>,
+    /// Probes admitted in half-open (default 10).
+    #[serde(default)]
+    pub half_open_probes: Option<u32>,
+    /// How long to stay open (default: fixed 60 s).
+    #[serde(default)]
+    pub open: Option<OpenConfig>,
+}
+
+/// The window in configuration.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields, untagged)]
+pub enum WindowConfig {
+    /// The last `calls` calls.
+    Calls {
+        /// Window size in calls.
+        calls: u32,
+    },
+    /// The last `seconds` seconds.
+    Seconds {
+        /// Window size in seconds.
+        seconds: u32,
+    },
+}
+
+/// The open duration in configuration: `"30s"` or `{ base, max, multiplier, jitter }`.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(untagged)]
+pub enum OpenConfig {
+    /// Always this long.
+    Fixed(#[serde(with = "humantime_serde")] Duration),
+    /// Growing on consecutive reopenings.
+    Growing {
+        /// First wait.
+        #[serde(with = "humantime_serde")]
+        base: Duration,
+        /// Longest wait.
+        #[serde(with = "humantime_serde")]
+        max: Duration,
+        /// Growth per reopening (default 2.0).
+        #[serde(default = "two")]
+        multiplier: f64,
+        /// Random spread (default 0.1).
+        #[serde(default = "tenth")]
+        jitter: f64,
+    },
+}
+
+fn two() -> f64 {
+    2.0
+}
+
+fn tenth() -> f64 {
+    0.1
+}
+
+impl TryFrom<BreakerPolicyConfig> for BreakerPolicy {
+    type Error = PolicyError;
+
+    fn try_from(c: BreakerPolicyConfig) -> Result<Self, PolicyError> {
+        let mut b = BreakerPolicy::builder(&c.name);
+        if let Some(rate) = c.failure_rate {
+            b = b.failure_rate(rate);
+        }
+        match c.window {
+            Some(WindowConfig::Calls { calls }) => b = b.count_window(calls),
+            Some(WindowConfig::Seconds { seconds }) => b = b.time_window(seconds),
+            None => {}
+        }
+        if let Some(n) = c.minimum_calls {
+            b = b.minimum_calls(n);
+        }
+        if let Some(n) = c.consecutive_failures {
+            b = b.consecutive_failures(n);
+        }
+        if let Some(duration) = c.slow_call_duration {
+            b = b.slow_calls(duration, c.slow_call_rate.unwrap_or(1.0));
+        }
+        if let Some(n) = c.half_open_probes {
+            b = b.half_open_probes(n);
+        }
+        match c.open {
+            Some(OpenConfig::Fixed(d)) => b = b.open_for(OpenDuration::fixed(d)),
+            Some(OpenConfig::Growing {
+                base,
+                max,
+                multiplier,
+                jitter,
+            }) => {
+                b = b.open_for(OpenDuration {
+                    base,
+                    multiplier,
+                    max,
+                    jitter,
+                })
+            }
+            None => {}
+        }
+        b.build()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BreakerPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let config = BreakerPolicyConfig::deserialize(deserializer)?;
+        BreakerPolicy::try_from(config).map_err(serde::de::Error::custom)
+    }
+}

@@ -314,3 +314,33 @@ async fn cancelled_probes_free_their_slot() {
     c.record(Outcome::Success);
     assert_eq!(breaker.state(), State::Closed);
 }
+
+#[test]
+fn policies_load_from_toml_with_clear_errors() {
+    let p: BreakerPolicy = toml::from_str(
+        r#"
+        name = "db"
+        window = { seconds = 30 }
+        minimum_calls = 10
+        open = "15s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(p.window(), palisade_breaker::Window::Time(30));
+    let e = toml::from_str::<BreakerPolicy>(
+        r#"
+        name = "db"
+        failure_rate = 1.5
+        "#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("breaker `db`: failure_rate must be in (0, 1]"),
+        "{e}"
+    );
+    let e = toml::from_str::<BreakerPolicy>("name = \"db\"\nfailure_treshold = 0.5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("failure_treshold"), "{e}");
+}
