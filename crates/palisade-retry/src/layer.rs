@@ -11,7 +11,7 @@ use std::{
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body::Body;
-use tokio::time::Instant;
+use tokio::{sync::broadcast, time::Instant};
 use tower::{BoxError, Service, ServiceExt};
 use tower_layer::Layer;
 
@@ -38,6 +38,18 @@ pub struct RetryLayer<C = HttpRetry> {
     policy: Arc<RetryPolicy>,
     budget: RetryBudget,
     classify: C,
+    events: broadcast::Sender<RetryEvent>,
+}
+
+/// A retry about to happen, published to [`RetryLayer::subscribe`] listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryEvent {
+    /// The attempt about to be made (2 for the first retry).
+    pub attempt: u32,
+    /// The wait before it.
+    pub delay: Duration,
+    /// Why: the status or the error of the previous attempt.
+    pub reason: String,
 }
 
 impl RetryLayer {
@@ -47,6 +59,7 @@ impl RetryLayer {
             policy: Arc::new(policy),
             budget: RetryBudget::default(),
             classify: HttpRetry,
+            events: broadcast::channel(64).0,
         }
     }
 }
@@ -64,7 +77,13 @@ impl<C> RetryLayer<C> {
             policy: self.policy,
             budget: self.budget,
             classify,
+            events: self.events,
         }
+    }
+
+    /// Retries from now on, as events. Nothing is built unless someone listens.
+    pub fn subscribe(&self) -> broadcast::Receiver<RetryEvent> {
+        self.events.subscribe()
     }
 }
 
@@ -77,6 +96,7 @@ impl<S, C: Clone> Layer<S> for RetryLayer<C> {
             policy: self.policy.clone(),
             budget: self.budget.clone(),
             classify: self.classify.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -88,6 +108,7 @@ pub struct Retry<S, C> {
     policy: Arc<RetryPolicy>,
     budget: RetryBudget,
     classify: C,
+    events: broadcast::Sender<RetryEvent>,
 }
 
 /// Whether a request may be sent more than once by default.
@@ -119,6 +140,7 @@ where
         let policy = self.policy.clone();
         let budget = self.budget.clone();
         let classify = self.classify.clone();
+        let events = self.events.clone();
         // The ready service makes the first attempt; later attempts wait on a clone.
         let fresh = self.inner.clone();
         let first = std::mem::replace(&mut self.inner, fresh);
@@ -155,13 +177,14 @@ where
                 attempts += 1;
                 let req = head.request(ReplayBody::replay(&data, &trailers));
                 let result = attempt(svc.clone(), req, policy.attempt_timeout, deadline).await;
-                if attempts >= policy.max_attempts {
-                    return result;
+                let decision = classify.classify(&result);
+                if attempts >= policy.max_attempts || decision == RetryDecision::Stop {
+                    return finished(result, decision, attempts);
                 }
-                let wait = match classify.classify(&result) {
-                    RetryDecision::Stop => return result,
+                let wait = match decision {
+                    RetryDecision::Stop => unreachable!("returned above"),
                     RetryDecision::Retry(Some(server)) if server > policy.max_server_wait => {
-                        return result;
+                        return finished(result, decision, attempts);
                     }
                     RetryDecision::Retry(Some(server)) => server,
                     RetryDecision::Retry(None) => backoff::delay(
@@ -174,12 +197,19 @@ where
                     ),
                 };
                 if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                    return result;
+                    return finished(result, decision, attempts);
                 }
                 if !budget.withdraw() {
                     tracing::debug!(target: "palisade::retry", attempts, "retry budget spent");
                     metrics::counter!("palisade_retry_budget_exhausted_total").increment(1);
-                    return result;
+                    return finished(result, decision, attempts);
+                }
+                if events.receiver_count() > 0 {
+                    let _ = events.send(RetryEvent {
+                        attempt: attempts + 1,
+                        delay: wait,
+                        reason: reason(&result),
+                    });
                 }
                 tracing::debug!(
                     target: "palisade::retry",
@@ -205,6 +235,24 @@ where
 {
     svc.ready().await.map_err(Into::into)?;
     Ok(svc)
+}
+
+/// Counts a finished logical call in `palisade_retry_calls_total{outcome}` and returns it.
+fn finished<R>(
+    result: Result<Response<R>, BoxError>,
+    last: RetryDecision,
+    attempts: u32,
+) -> Result<Response<R>, BoxError> {
+    let succeeded =
+        last == RetryDecision::Stop && result.as_ref().is_ok_and(|r| !r.status().is_server_error());
+    let outcome = match (succeeded, attempts > 1) {
+        (true, false) => "success_without_retry",
+        (true, true) => "success_with_retry",
+        (false, false) => "failed_without_retry",
+        (false, true) => "failed_with_retry",
+    };
+    metrics::counter!("palisade_retry_calls_total", "outcome" => outcome).increment(1);
+    result
 }
 
 fn reason<R>(result: &Result<Response<R>, BoxError>) -> String {

@@ -40,8 +40,10 @@
 //!
 //! # Metrics
 //!
-//! `palisade_retry_retries_total`, `palisade_retry_budget_exhausted_total`; `tracing` debug
-//! events under `palisade::retry` with the attempt number, delay and reason.
+//! `palisade_retry_calls_total{outcome=success_without_retry|success_with_retry|failed_without_retry|failed_with_retry}`
+//! (logical calls that were retryable), `palisade_retry_retries_total`,
+//! `palisade_retry_budget_exhausted_total`; `tracing` debug events under `palisade::retry` with
+//! the attempt number, delay and reason; [`RetryLayer::subscribe`] for retries as values.
 #![warn(missing_docs)]
 
 pub mod backoff;
@@ -58,7 +60,7 @@ pub use backoff::Jitter;
 pub use body::ReplayBody;
 pub use budget::RetryBudget;
 pub use classify::{HttpRetry, RetryClassify, RetryDecision};
-pub use layer::{Retry, RetryLayer, is_idempotent};
+pub use layer::{Retry, RetryEvent, RetryLayer, is_idempotent};
 pub use policy::RetryPolicy;
 pub use stack::{ClientStack, client_stack};
 

@@ -331,3 +331,21 @@ async fn an_open_circuit_is_not_retried() {
     }
     assert_eq!(times.lock().unwrap().len(), before, "no attempt while open");
 }
+
+#[tokio::test(start_paused = true)]
+async fn retries_are_published_as_events() {
+    let (svc, _times) = timed_upstream(vec![(503, None), (429, Some("1")), (200, None)]);
+    let layer = RetryLayer::new(fast(5));
+    let mut events = layer.subscribe();
+    let r = layer.layer(svc).oneshot(get()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let first = events.try_recv().unwrap();
+    assert_eq!(
+        (first.attempt, first.reason.as_str()),
+        (2, "503 Service Unavailable")
+    );
+    let second = events.try_recv().unwrap();
+    assert_eq!(second.attempt, 3);
+    assert_eq!(second.delay, Duration::from_secs(1));
+    assert!(events.try_recv().is_err());
+}
