@@ -133,7 +133,7 @@ pub struct CircuitBreaker {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     policy: BreakerPolicy,
     epoch: Instant,
     /// The state (low 8 bits) and the number of transitions so far (the rest). One CAS moves
@@ -152,6 +152,27 @@ struct Inner {
     window: Outcomes,
     events: broadcast::Sender<Transition>,
     metrics: Metrics,
+    /// Set when the breaker joins a fleet (see `Fleet`): its probe gate and outbox.
+    pub(crate) fleet: std::sync::OnceLock<FleetLink>,
+}
+
+/// What the local state machine shares with a fleet synchroniser.
+pub(crate) struct FleetLink {
+    /// Whether this instance holds the fleet's probe lease: without it, an expired open
+    /// period does not turn into half-open here.
+    pub(crate) may_probe: std::sync::atomic::AtomicBool,
+    /// Openings and closings to publish.
+    pub(crate) outbox: tokio::sync::mpsc::UnboundedSender<FleetEvent>,
+    /// How often the fleet state is read (the retry-after while waiting for the lease).
+    pub(crate) interval: Duration,
+}
+
+/// A local transition the fleet must hear about.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FleetEvent {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Opened(Duration),
+    Closed,
 }
 
 struct Metrics {
@@ -206,6 +227,7 @@ impl CircuitBreaker {
                 probe_failures: AtomicU32::new(0),
                 events: broadcast::channel(64).0,
                 metrics,
+                fleet: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -255,6 +277,12 @@ impl CircuitBreaker {
                         let wait = Duration::from_micros(until - now);
                         return Err(self.reject(State::Open, Some(wait)));
                     }
+                    if let Some(fleet) = inner.fleet.get()
+                        && !fleet.may_probe.load(Acquire)
+                    {
+                        // Another instance probes for the fleet (or the lease is not ours yet).
+                        return Err(self.reject(State::Open, Some(fleet.interval)));
+                    }
                     self.transition(word, State::HalfOpen);
                 }
                 State::HalfOpen => {
@@ -289,8 +317,14 @@ impl CircuitBreaker {
     /// Moves from exactly `from` (state and transition count) to `to`; false if another
     /// thread moved first.
     fn transition(&self, from: u64, to: State) -> bool {
+        self.transition_with(from, to, None)
+    }
+
+    /// As [`transition`](Self::transition), opening for `wait` instead of the policy's duration.
+    fn transition_with(&self, from: u64, to: State, wait: Option<Duration>) -> bool {
         let inner = &*self.inner;
         let from_state = State::from_word(from);
+        let mut opened_for = Duration::ZERO;
         if to == State::Open {
             // The first opening waits the base duration; each failed probe round grows it.
             let reopenings = if from_state == State::HalfOpen {
@@ -298,8 +332,10 @@ impl CircuitBreaker {
             } else {
                 0
             };
-            let wait =
-                decide::open_duration(&inner.policy.open_duration, reopenings, jitter_unit(from));
+            let wait = wait.unwrap_or_else(|| {
+                decide::open_duration(&inner.policy.open_duration, reopenings, jitter_unit(from))
+            });
+            opened_for = wait;
             // Published before the state, so nobody sees `Open` with a stale deadline.
             inner
                 .open_until
@@ -329,8 +365,67 @@ impl CircuitBreaker {
             }
             _ => {}
         }
+        if let Some(fleet) = inner.fleet.get() {
+            match to {
+                State::Open => {
+                    fleet.may_probe.store(false, Release);
+                    let _ = fleet.outbox.send(FleetEvent::Opened(opened_for));
+                }
+                State::Closed => {
+                    fleet.may_probe.store(false, Release);
+                    let _ = fleet.outbox.send(FleetEvent::Closed);
+                }
+                _ => {}
+            }
+        }
         self.announce(from_state, to);
         true
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// Another instance opened the breaker until `wait` from now: open here too (or stay open
+    /// at least that long).
+    pub(crate) fn open_remotely(&self, wait: Duration) {
+        let inner = &*self.inner;
+        loop {
+            let word = inner.word.load(Acquire);
+            match State::from_word(word) {
+                State::Closed => {
+                    if self.transition_with(word, State::Open, Some(wait)) {
+                        return;
+                    }
+                }
+                State::Open => {
+                    inner
+                        .open_until
+                        .fetch_max(self.now() + wait.as_micros() as u64, AcqRel);
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// Microseconds until an open breaker's period ends (0 if it has or it is not open).
+    pub(crate) fn open_remaining(&self) -> Duration {
+        let until = self.inner.open_until.load(Acquire);
+        Duration::from_micros(until.saturating_sub(self.now()))
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn inner_fleet(&self) -> &std::sync::OnceLock<FleetLink> {
+        &self.inner.fleet
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<CircuitBreaker> {
+        weak.upgrade().map(|inner| CircuitBreaker { inner })
     }
 
     fn announce(&self, from: State, to: State) {
@@ -537,6 +632,12 @@ impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit").field("kind", &self.kind).finish()
     }
+}
+
+/// A random-enough identifier for this process's fleet lease.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn instance_id() -> u64 {
+    (jitter_unit(std::process::id() as u64) * (1u64 << 53) as f64) as u64
 }
 
 /// A number in [0, 1) that differs between transitions, for open-duration jitter.

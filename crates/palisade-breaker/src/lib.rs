@@ -43,6 +43,9 @@
 //!   [`disable`](CircuitBreaker::disable), switch to
 //!   [`metrics_only`](CircuitBreaker::metrics_only), and [`reset`](CircuitBreaker::reset).
 //!
+//! With the `redis` feature, [`CircuitBreaker::join_fleet`] shares openings across instances
+//! and lets one instance at a time probe (`Fleet`); per-process remains the default.
+//!
 //! Per-key breakers (one per upstream authority, say) come from a [`BreakerRegistry`] with
 //! bounded memory, through [`KeyedCircuitBreakerLayer`].
 //!
@@ -64,6 +67,8 @@
 mod breaker;
 pub mod classify;
 pub mod decide;
+#[cfg(feature = "redis")]
+mod fleet;
 mod future;
 mod keyed;
 mod layer;
@@ -74,6 +79,8 @@ mod window;
 
 pub use breaker::{CircuitBreaker, Outcome, Permit, Snapshot, State, Transition};
 pub use classify::{Classify, ClassifyFn, ErrorsAreFailures, GrpcFailures, HttpFailures};
+#[cfg(feature = "redis")]
+pub use fleet::Fleet;
 pub use future::ResponseFuture;
 pub use keyed::{BreakerRegistry, KeyedBreaker, KeyedCircuitBreakerLayer, UriAuthority};
 pub use layer::CircuitBreakerLayer;

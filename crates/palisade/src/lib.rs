@@ -76,6 +76,8 @@ pub mod retry {
 
 /// The names most services use.
 pub mod prelude {
+    #[cfg(all(feature = "breaker", feature = "redis"))]
+    pub use palisade_breaker::Fleet;
     #[cfg(feature = "breaker")]
     pub use palisade_breaker::{
         AsError, BreakerPolicy, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, OpenDuration,

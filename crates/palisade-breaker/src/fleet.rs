@@ -1,0 +1,183 @@
+//! Fleet-wide breaker state through Redis: when one instance opens, the others learn it, and
+//! only one instance at a time probes a sick upstream.
+
+use std::{
+    sync::{Arc, LazyLock, atomic::Ordering},
+    time::Duration,
+};
+
+use fred::interfaces::LuaInterface;
+use palisade_core::{key::Key, redis_key::RedisKeyBuilder, script::RedisScript};
+use tokio::sync::mpsc;
+
+use crate::{
+    CircuitBreaker, State,
+    breaker::{FleetEvent, FleetLink},
+};
+
+static FLEET: LazyLock<RedisScript> =
+    LazyLock::new(|| RedisScript::new(include_str!("scripts/fleet.lua")));
+
+/// Shares a breaker's openings across every instance using the same Redis and breaker name.
+///
+/// Per-process breakers each need `threshold` failures before they open, so a fleet of N
+/// instances hits a sick upstream about N times as hard before it is spared. Joined to a fleet,
+/// an instance that opens publishes `open until T` (Redis server time); the others read it
+/// every `sync_every` (default 250 ms) and open for the rest of the period. When the period
+/// ends, an instance may probe only while it holds the fleet's probe lease, which one
+/// instance at a time gets, and only after the fleet's open period: the upstream sees one
+/// probe round, not one per instance.
+///
+/// Best effort by design: if Redis is unreachable, every instance keeps its own breaker
+/// (calls are bounded by a timeout and failures are logged); nothing waits on Redis on the call
+/// path — the closed path stays lock-free and local.
+///
+/// ```no_run
+/// # async fn demo(client: fred::clients::Client) {
+/// use palisade_breaker::{BreakerPolicy, CircuitBreaker, Fleet};
+///
+/// let breaker = CircuitBreaker::new(BreakerPolicy::builder("payments-api").build().unwrap());
+/// breaker.join_fleet(Fleet::new(client));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Fleet<C> {
+    client: C,
+    keys: RedisKeyBuilder,
+    interval: Duration,
+    timeout: Duration,
+    lease: Duration,
+}
+
+impl<C: LuaInterface + Clone + Send + Sync + 'static> Fleet<C> {
+    /// A fleet on `client`: keys under `palisade`, synced every 250 ms, 50 ms Redis timeout,
+    /// 5 s probe lease.
+    pub fn new(client: C) -> Self {
+        Fleet {
+            client,
+            keys: RedisKeyBuilder::new("breaker"),
+            interval: Duration::from_millis(250),
+            timeout: Duration::from_millis(50),
+            lease: Duration::from_secs(5),
+        }
+    }
+
+    /// Keys under `prefix` instead of `palisade`.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.keys = self.keys.with_prefix(prefix);
+        self
+    }
+
+    /// How often the fleet state is read (default 250 ms).
+    pub fn sync_every(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long one instance may hold the probe lease (default 5 s); released as soon as its
+    /// probes decide. An instance that gets the lease and then sees no call keeps the others
+    /// waiting that long, so keep it short.
+    pub fn probe_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+}
+
+impl CircuitBreaker {
+    /// Joins the fleet sharing this breaker's name: spawns a background task on the current
+    /// tokio runtime that lives as long as the breaker. Joining twice has no effect.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn join_fleet<C>(&self, fleet: Fleet<C>)
+    where
+        C: LuaInterface + Clone + Send + Sync + 'static,
+    {
+        let (outbox, inbox) = mpsc::unbounded_channel();
+        let link = FleetLink {
+            may_probe: false.into(),
+            outbox,
+            interval: fleet.interval,
+        };
+        if self.inner_fleet().set(link).is_err() {
+            return;
+        }
+        let name = Key::from(self.policy().name());
+        let keys = Arc::new([
+            fleet.keys.key("open", &name),
+            fleet.keys.key("probe", &name),
+        ]);
+        let id = format!("{:016x}", crate::breaker::instance_id());
+        tokio::spawn(sync(self.downgrade(), fleet, keys, id, inbox));
+    }
+}
+
+async fn sync<C>(
+    breaker: std::sync::Weak<crate::breaker::Inner>,
+    fleet: Fleet<C>,
+    keys: Arc<[String; 2]>,
+    id: String,
+    mut inbox: mpsc::UnboundedReceiver<FleetEvent>,
+) where
+    C: LuaInterface + Clone + Send + Sync + 'static,
+{
+    let call = |op: &'static str, ms: u64| {
+        let (client, keys, id) = (fleet.client.clone(), keys.clone(), id.clone());
+        let timeout = fleet.timeout;
+        async move {
+            let reply: Result<Vec<i64>, _> = FLEET
+                .invoke(
+                    &client,
+                    keys.to_vec(),
+                    vec![op.to_string(), id, ms.to_string()],
+                    timeout,
+                )
+                .await;
+            match reply {
+                Ok(r) if r.len() == 3 => Some((r[0], r[1], r[2] == 1)),
+                Ok(_) => None,
+                Err(error) => {
+                    tracing::warn!(target: "palisade::breaker", %error, op, "fleet sync failed; acting locally");
+                    None
+                }
+            }
+        }
+    };
+    let mut tick = tokio::time::interval(fleet.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = inbox.recv() => {
+                let Some(event) = event else { return };
+                match event {
+                    FleetEvent::Opened(wait) => { call("open", wait.as_millis() as u64).await; }
+                    FleetEvent::Closed => { call("close", 0).await; }
+                }
+            }
+            _ = tick.tick() => {
+                let Some(breaker) = CircuitBreaker::upgrade(&breaker) else { return };
+                let Some(link) = breaker.inner_fleet().get() else { return };
+                match breaker.state() {
+                    State::Closed => {
+                        if let Some((now, until, _)) = call("read", 0).await
+                            && until > now
+                        {
+                            breaker.open_remotely(Duration::from_millis((until - now) as u64));
+                        }
+                    }
+                    State::Open => {
+                        let remaining = breaker.open_remaining();
+                        let op = if remaining <= fleet.interval { "lease" } else { "read" };
+                        if let Some((now, until, holder)) = call(op, fleet.lease.as_millis() as u64).await {
+                            if until > now {
+                                breaker.open_remotely(Duration::from_millis((until - now) as u64));
+                            }
+                            link.may_probe.store(holder && until <= now, Ordering::Release);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
