@@ -76,3 +76,51 @@ where
         (self.0)(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grpc(status: Option<&str>) -> Result<http::Response<()>, ()> {
+        let mut b = http::Response::builder().status(200);
+        if let Some(s) = status {
+            b = b.header("grpc-status", s);
+        }
+        Ok(b.body(()).unwrap())
+    }
+
+    #[test]
+    fn grpc_failures_are_the_transient_codes() {
+        for code in ["2", "4", "13", "14"] {
+            assert_eq!(
+                GrpcFailures.classify(&grpc(Some(code))),
+                Outcome::Failure,
+                "{code}"
+            );
+        }
+        for code in ["0", "3", "5", "7", "8", "16"] {
+            assert_eq!(
+                GrpcFailures.classify(&grpc(Some(code))),
+                Outcome::Success,
+                "{code}"
+            );
+        }
+        assert_eq!(GrpcFailures.classify(&grpc(None)), Outcome::Success);
+        assert_eq!(
+            GrpcFailures.classify(&Err::<http::Response<()>, ()>(())),
+            Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn http_failures_are_5xx_and_errors() {
+        let r = |s: u16| Ok::<_, ()>(http::Response::builder().status(s).body(()).unwrap());
+        assert_eq!(HttpFailures.classify(&r(503)), Outcome::Failure);
+        assert_eq!(HttpFailures.classify(&r(404)), Outcome::Success);
+        assert_eq!(HttpFailures.classify(&r(429)), Outcome::Success);
+        assert_eq!(
+            HttpFailures.classify(&Err::<http::Response<()>, ()>(())),
+            Outcome::Failure
+        );
+    }
+}
