@@ -33,8 +33,9 @@
 //! | `ratelimit` (default) | `RateLimitLayer`: token bucket, GCRA, sliding-window log, fixed window | [`ratelimit`] |
 //! | `breaker` (default) | `CircuitBreakerLayer`: sliding count/time windows, capped probes | [`breaker`] |
 //! | `retry` (default) | `RetryLayer`, `client_stack` (breaker ⊃ retry) | [`retry`] |
+//! | `bulkhead` (default) | `BulkheadLayer`: bounded queues, max wait, priority tiers | [`bulkhead`] |
 //!
-//! Bulkheads, idempotency keys and distributed locks follow, each its own crate and
+//! More of bulkheads (adaptive limits, fleet-wide semaphore), idempotency keys and distributed locks follow, each its own crate and
 //! feature.
 //!
 //! # Backends
@@ -47,6 +48,7 @@
 //! - `ratelimit` (default): [`ratelimit`].
 //! - `breaker` (default): [`breaker`].
 //! - `retry` (default): [`retry`].
+//! - `bulkhead` (default): [`bulkhead`].
 //! - `redis` (default): Redis stores.
 //! - `grpc`: render rejections as `tonic::Status` ([`core::responder::Grpc`]).
 //! - `axum`: key by axum's matched route; read axum's `ConnectInfo`.
@@ -74,6 +76,13 @@ pub mod retry {
     pub use palisade_retry::*;
 }
 
+/// Bulkheads: [`BulkheadLayer`](bulkhead::BulkheadLayer) over a shared
+/// [`Pool`](bulkhead::Pool).
+#[cfg(feature = "bulkhead")]
+pub mod bulkhead {
+    pub use palisade_bulkhead::*;
+}
+
 /// The names most services use.
 pub mod prelude {
     #[cfg(all(feature = "breaker", feature = "redis"))]
@@ -82,6 +91,8 @@ pub mod prelude {
     pub use palisade_breaker::{
         AsError, BreakerPolicy, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, OpenDuration,
     };
+    #[cfg(feature = "bulkhead")]
+    pub use palisade_bulkhead::{BulkheadLayer, Pool, PoolConfig, Tier};
     #[cfg(feature = "axum")]
     pub use palisade_core::key::MatchedRoute;
     #[cfg(feature = "grpc")]

@@ -1,0 +1,42 @@
+//! Bulkheads as a tower layer: a concurrency limit with bounded queues, a max wait, and
+//! priority tiers sharing one pool, so a flood of optional work never starves critical work.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use palisade_bulkhead::{BulkheadLayer, Pool, PoolConfig};
+//!
+//! // The seed's tiers: optional (4, queue 6), standard (8, queue 12), critical (5, queue 10).
+//! let pool = Pool::new(PoolConfig::seed_tiers("partner-api"));
+//! let checkout = BulkheadLayer::new(pool.clone(), pool.tier("critical").unwrap());
+//! let recommendations = BulkheadLayer::new(pool.clone(), pool.tier("optional").unwrap());
+//! // Router::new()
+//! //     .route("/checkout", post(checkout_handler).route_layer(checkout))
+//! //     .route("/recommendations", get(recs).route_layer(recommendations));
+//! let status = serde_json::to_value(pool.snapshot()).unwrap();
+//! assert_eq!(status["tiers"][2]["name"], "critical");
+//! # }
+//! ```
+//!
+//! # Admission
+//!
+//! A tier may use its own slots and those of the tiers below it, never those above. A call
+//! that finds no slot waits in its tier's FIFO queue (bounded) for at most the tier's max wait;
+//! with a full queue or after the wait it is refused with [`BulkheadFull`]: 503 + `Retry-After`
+//! + problem+json, never a 500. Released slots go to the highest-priority waiter that fits.
+//!
+//! # Observability
+//!
+//! [`Pool::snapshot`] (serde) gives active, queued and the most ever active;
+//! `palisade_bulkhead_rejections_total{bulkhead, reason}`; a `tracing` warning when a queue is
+//! above 80 % full.
+#![warn(missing_docs)]
+
+mod pool;
+mod rejection;
+mod service;
+mod tier;
+
+pub use pool::{Acquire, Permit, Pool, Snapshot, TierSnapshot};
+pub use rejection::{BulkheadFull, Reason};
+pub use service::{Bulkhead, BulkheadLayer, ResponseFuture};
+pub use tier::{PoolConfig, Tier};

@@ -1,0 +1,56 @@
+//! [`BulkheadFull`]: the refusal.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use palisade_core::{ProblemDetails, Rejection, responder::GrpcCode};
+
+/// Why a call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Every slot was taken and the tier's queue was full (or it has none).
+    QueueFull,
+    /// The call waited in the queue for the tier's max wait without getting a slot.
+    WaitTimedOut,
+}
+
+/// A call refused by a bulkhead: 503 with `Retry-After` and problem+json (never a 500); gRPC
+/// `RESOURCE_EXHAUSTED` when the queue was full, `UNAVAILABLE` when the wait timed out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bulkhead `{bulkhead}` ({tier}) refused the call: {reason:?}")]
+pub struct BulkheadFull {
+    /// The pool's name.
+    pub bulkhead: &'static str,
+    /// The tier's name.
+    pub tier: &'static str,
+    /// Why.
+    pub reason: Reason,
+}
+
+impl Rejection for BulkheadFull {
+    fn status(&self) -> StatusCode {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    fn problem(&self) -> ProblemDetails {
+        let detail = match self.reason {
+            Reason::QueueFull => "Every slot for this kind of work is taken and its queue is full.",
+            Reason::WaitTimedOut => "No slot for this kind of work became free in time.",
+        };
+        ProblemDetails::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_detail(detail)
+            .with_member("bulkhead", self.bulkhead)
+            .with_member("tier", self.tier)
+    }
+
+    fn grpc_code(&self) -> GrpcCode {
+        match self.reason {
+            Reason::QueueFull => GrpcCode::ResourceExhausted,
+            Reason::WaitTimedOut => GrpcCode::Unavailable,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
+}

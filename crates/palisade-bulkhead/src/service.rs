@@ -1,0 +1,284 @@
+//! [`BulkheadLayer`] and [`Bulkhead`]: a slot reserved in `poll_ready`, used in `call`.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use palisade_core::{ProblemJson, Responder};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    Acquire, Permit, Pool,
+    rejection::{BulkheadFull, Reason},
+};
+
+/// Runs the inner service within one tier of a [`Pool`].
+///
+/// tower-correct: the slot is reserved in `poll_ready` (waiting in the tier's bounded queue,
+/// at most its max wait) and used by the next `call`; a service readied and dropped without
+/// being called gives its slot back, and so does a call whose future is dropped or panics. A
+/// refused call never reaches the inner service: it is answered by the responder (503 +
+/// `Retry-After` + problem+json by default).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::{convert::Infallible, time::Duration};
+/// use palisade_bulkhead::{BulkheadLayer, Pool, PoolConfig};
+/// use tower::{Layer, ServiceExt};
+///
+/// let pool = Pool::new(PoolConfig::seed_tiers("partner-api"));
+/// let critical = BulkheadLayer::new(pool.clone(), pool.tier("critical").unwrap());
+/// let svc = critical.layer(tower::service_fn(|_req: http::Request<()>| async {
+///     Ok::<_, Infallible>(http::Response::new(axum::body::Body::empty()))
+/// }));
+/// assert_eq!(svc.oneshot(http::Request::new(())).await.unwrap().status(), 200);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct BulkheadLayer<R = ProblemJson> {
+    pool: Pool,
+    tier: usize,
+    responder: R,
+}
+
+impl BulkheadLayer {
+    /// Calls run in tier `tier` (an index from [`Pool::tier`]) of `pool`.
+    ///
+    /// # Panics
+    /// If the pool has no such tier.
+    pub fn new(pool: Pool, tier: usize) -> Self {
+        assert!(
+            tier < pool.config().tiers.len(),
+            "no tier {tier} in this pool"
+        );
+        BulkheadLayer {
+            pool,
+            tier,
+            responder: ProblemJson,
+        }
+    }
+}
+
+impl<R> BulkheadLayer<R> {
+    /// Renders refusals with `responder` (e.g. `palisade_core::responder::Grpc`).
+    pub fn responder<R2>(self, responder: R2) -> BulkheadLayer<R2> {
+        BulkheadLayer {
+            pool: self.pool,
+            tier: self.tier,
+            responder,
+        }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for BulkheadLayer<R> {
+    type Service = Bulkhead<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Bulkhead {
+            inner,
+            reservation: Reservation::new(self.pool.clone(), self.tier),
+            responder: self.responder.clone(),
+        }
+    }
+}
+
+/// The service of [`BulkheadLayer`].
+#[derive(Debug)]
+pub struct Bulkhead<S, R> {
+    inner: S,
+    reservation: Reservation,
+    responder: R,
+}
+
+impl<S: Clone, R: Clone> Clone for Bulkhead<S, R> {
+    /// A clone starts without a reservation, as tower expects of a clone.
+    fn clone(&self) -> Self {
+        Bulkhead {
+            inner: self.inner.clone(),
+            reservation: Reservation::new(self.reservation.pool.clone(), self.reservation.tier),
+            responder: self.responder.clone(),
+        }
+    }
+}
+
+impl<S, R> Bulkhead<S, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+}
+
+/// The slot this service reserved for its next call.
+#[derive(Debug)]
+struct Reservation {
+    pool: Pool,
+    tier: usize,
+    state: Slot,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Empty,
+    Waiting {
+        ticket: u64,
+        deadline: Pin<Box<Sleep>>,
+    },
+    Held(Permit),
+    Refused(Reason),
+}
+
+impl Reservation {
+    fn new(pool: Pool, tier: usize) -> Self {
+        Reservation {
+            pool,
+            tier,
+            state: Slot::Empty,
+        }
+    }
+
+    /// Drives the reservation until it holds a slot or a refusal.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match &mut self.state {
+                Slot::Empty => {
+                    self.state = match self.pool.acquire_or_queue(self.tier) {
+                        Acquire::Acquired(permit) => Slot::Held(permit),
+                        Acquire::Queued(ticket) => Slot::Waiting {
+                            ticket,
+                            deadline: Box::pin(tokio::time::sleep(
+                                self.pool.config().tiers[self.tier].max_wait,
+                            )),
+                        },
+                        Acquire::Full => Slot::Refused(Reason::QueueFull),
+                    };
+                }
+                Slot::Waiting { ticket, deadline } => {
+                    let ticket = *ticket;
+                    if let Poll::Ready(permit) = self.pool.poll_ticket(ticket, cx) {
+                        self.state = Slot::Held(permit);
+                    } else if deadline.as_mut().poll(cx).is_ready() {
+                        // A grant racing with the deadline is handed back by `cancel`.
+                        self.pool.cancel(ticket);
+                        self.state = Slot::Refused(Reason::WaitTimedOut);
+                    } else {
+                        return Poll::Pending;
+                    }
+                }
+                Slot::Held(_) | Slot::Refused(_) => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Slot::Waiting { ticket, .. } = self.state {
+            self.pool.cancel(ticket);
+        }
+    }
+}
+
+impl<S, R, ReqB, ResB> Service<Request<ReqB>> for Bulkhead<S, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    R: Responder<ResB>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        if self.reservation.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match self.reservation.state {
+            Slot::Held(_) => self.inner.poll_ready(cx),
+            // The refusal is answered by `call` without the inner service.
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        match std::mem::replace(&mut self.reservation.state, Slot::Empty) {
+            Slot::Held(permit) => ResponseFuture {
+                state: State::Running {
+                    future: self.inner.call(req),
+                    permit: Some(permit),
+                },
+            },
+            Slot::Refused(reason) => {
+                let config = self.reservation.pool.config();
+                let refusal = BulkheadFull {
+                    bulkhead: config.name,
+                    tier: config.tiers[self.reservation.tier].name,
+                    reason,
+                };
+                metrics::counter!("palisade_bulkhead_rejections_total", "bulkhead" => config.name, "reason" => match reason {
+                    Reason::QueueFull => "queue_full",
+                    Reason::WaitTimedOut => "wait_timed_out",
+                })
+                .increment(1);
+                ResponseFuture {
+                    state: State::Refused {
+                        response: Some(self.responder.respond(&refusal)),
+                    },
+                }
+            }
+            _ => panic!("Bulkhead::call before poll_ready returned Ready"),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Bulkhead`]: holds the slot until the inner call ends (or is
+    /// dropped, or panics).
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Running {
+            #[pin]
+            future: F,
+            permit: Option<Permit>,
+        },
+        Refused {
+            response: Option<Response<B>>,
+        },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Running { future, permit } => {
+                let output = std::task::ready!(future.poll(cx));
+                permit.take();
+                Poll::Ready(output)
+            }
+            StateProj::Refused { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+        }
+    }
+}
