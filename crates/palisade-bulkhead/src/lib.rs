@@ -37,6 +37,6 @@ mod service;
 mod tier;
 
 pub use pool::{Acquire, Permit, Pool, Snapshot, TierSnapshot};
-pub use rejection::{BulkheadFull, Reason};
+pub use rejection::{BulkheadFull, CallTimedOut, Reason};
 pub use service::{Bulkhead, BulkheadLayer, ResponseFuture};
 pub use tier::{PoolConfig, Tier};

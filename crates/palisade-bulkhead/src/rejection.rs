@@ -54,3 +54,36 @@ impl Rejection for BulkheadFull {
         Some(Duration::from_secs(1))
     }
 }
+
+/// A call that ran past the bulkhead's per-call timeout: cut off (the inner future is dropped),
+/// its slot freed, answered 504 with problem+json; gRPC `DEADLINE_EXCEEDED`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bulkhead `{bulkhead}` ({tier}) cut a call off after {after:?}")]
+pub struct CallTimedOut {
+    /// The pool's name.
+    pub bulkhead: &'static str,
+    /// The tier's name.
+    pub tier: &'static str,
+    /// The per-call timeout.
+    pub after: Duration,
+}
+
+impl Rejection for CallTimedOut {
+    fn status(&self) -> StatusCode {
+        StatusCode::GATEWAY_TIMEOUT
+    }
+
+    fn problem(&self) -> ProblemDetails {
+        ProblemDetails::new(StatusCode::GATEWAY_TIMEOUT)
+            .with_detail(format!(
+                "The call took longer than the bulkhead's {} ms limit.",
+                self.after.as_millis()
+            ))
+            .with_member("bulkhead", self.bulkhead)
+            .with_member("tier", self.tier)
+    }
+
+    fn grpc_code(&self) -> GrpcCode {
+        GrpcCode::DeadlineExceeded
+    }
+}

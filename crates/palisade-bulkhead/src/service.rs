@@ -4,6 +4,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use http::{Request, Response};
@@ -15,7 +16,7 @@ use tower_service::Service;
 
 use crate::{
     Acquire, Permit, Pool,
-    rejection::{BulkheadFull, Reason},
+    rejection::{BulkheadFull, CallTimedOut, Reason},
 };
 
 /// Runs the inner service within one tier of a [`Pool`].
@@ -45,6 +46,7 @@ pub struct BulkheadLayer<R = ProblemJson> {
     pool: Pool,
     tier: usize,
     responder: R,
+    call_timeout: Option<Duration>,
 }
 
 impl BulkheadLayer {
@@ -61,6 +63,7 @@ impl BulkheadLayer {
             pool,
             tier,
             responder: ProblemJson,
+            call_timeout: None,
         }
     }
 }
@@ -72,7 +75,16 @@ impl<R> BulkheadLayer<R> {
             pool: self.pool,
             tier: self.tier,
             responder,
+            call_timeout: self.call_timeout,
         }
+    }
+
+    /// Cuts a call off after `timeout` (keep it shorter than the caller's own): the inner
+    /// future is dropped, the slot freed, and the caller gets 504 ([`CallTimedOut`]) — a
+    /// slow dependency cannot hold the tier's slots for longer than this.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
     }
 }
 
@@ -84,6 +96,7 @@ impl<S, R: Clone> Layer<S> for BulkheadLayer<R> {
             inner,
             reservation: Reservation::new(self.pool.clone(), self.tier),
             responder: self.responder.clone(),
+            call_timeout: self.call_timeout,
         }
     }
 }
@@ -94,6 +107,7 @@ pub struct Bulkhead<S, R> {
     inner: S,
     reservation: Reservation,
     responder: R,
+    call_timeout: Option<Duration>,
 }
 
 impl<S: Clone, R: Clone> Clone for Bulkhead<S, R> {
@@ -103,6 +117,7 @@ impl<S: Clone, R: Clone> Clone for Bulkhead<S, R> {
             inner: self.inner.clone(),
             reservation: Reservation::new(self.reservation.pool.clone(), self.reservation.tier),
             responder: self.responder.clone(),
+            call_timeout: self.call_timeout,
         }
     }
 }
@@ -196,7 +211,7 @@ where
 {
     type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResB>;
+    type Future = ResponseFuture<S::Future, R, ResB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         if self.reservation.poll(cx).is_pending() {
@@ -211,12 +226,24 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         match std::mem::replace(&mut self.reservation.state, Slot::Empty) {
-            Slot::Held(permit) => ResponseFuture {
-                state: State::Running {
-                    future: self.inner.call(req),
-                    permit: Some(permit),
-                },
-            },
+            Slot::Held(permit) => {
+                let config = self.reservation.pool.config();
+                ResponseFuture {
+                    state: State::Running {
+                        future: self.inner.call(req),
+                        permit: Some(permit),
+                        timeout: self.call_timeout.map(|after| Timeout {
+                            sleep: Box::pin(tokio::time::sleep(after)),
+                            refusal: CallTimedOut {
+                                bulkhead: config.name,
+                                tier: config.tiers[self.reservation.tier].name,
+                                after,
+                            },
+                            responder: self.responder.clone(),
+                        }),
+                    },
+                }
+            }
             Slot::Refused(reason) => {
                 let config = self.reservation.pool.config();
                 let refusal = BulkheadFull {
@@ -242,20 +269,28 @@ where
 
 pin_project! {
     /// The response future of [`Bulkhead`]: holds the slot until the inner call ends (or is
-    /// dropped, or panics).
-    pub struct ResponseFuture<F, B> {
+    /// dropped, panics, or runs out of the per-call timeout).
+    pub struct ResponseFuture<F, R, B> {
         #[pin]
-        state: State<F, B>,
+        state: State<F, R, B>,
     }
+}
+
+/// The per-call timeout of a running call.
+struct Timeout<R> {
+    sleep: Pin<Box<Sleep>>,
+    refusal: CallTimedOut,
+    responder: R,
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, B> {
+    enum State<F, R, B> {
         Running {
             #[pin]
             future: F,
             permit: Option<Permit>,
+            timeout: Option<Timeout<R>>,
         },
         Refused {
             response: Option<Response<B>>,
@@ -263,22 +298,43 @@ pin_project! {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<F, R, B, E> Future for ResponseFuture<F, R, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    R: Responder<B>,
 {
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Running { future, permit } => {
-                let output = std::task::ready!(future.poll(cx));
-                permit.take();
-                Poll::Ready(output)
+        let mut state = self.project().state;
+        let response = match state.as_mut().project() {
+            StateProj::Running {
+                future,
+                permit,
+                timeout,
+            } => {
+                if let Poll::Ready(output) = future.poll(cx) {
+                    permit.take();
+                    return Poll::Ready(output);
+                }
+                let Some(t) = timeout else {
+                    return Poll::Pending;
+                };
+                if t.sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                metrics::counter!("palisade_bulkhead_timeouts_total", "bulkhead" => t.refusal.bulkhead)
+                    .increment(1);
+                t.responder.respond(&t.refusal)
             }
-            StateProj::Refused { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("ResponseFuture polled after completion"))),
-        }
+            StateProj::Refused { response } => {
+                return Poll::Ready(Ok(response
+                    .take()
+                    .expect("ResponseFuture polled after completion")));
+            }
+        };
+        // Drops the inner future and frees the slot.
+        state.set(State::Refused { response: None });
+        Poll::Ready(Ok(response))
     }
 }

@@ -219,3 +219,44 @@ fn seed_presets() {
         (4, 6)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_per_call_timeout_cuts_slow_calls_off_and_frees_the_slot() {
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let pool = Pool::new(PoolConfig::single("slow-dep", 1, 0, Duration::ZERO));
+    let d = dropped.clone();
+    let svc = BulkheadLayer::new(pool.clone(), 0)
+        .call_timeout(Duration::from_secs(2))
+        .layer(tower::service_fn(move |req: Request<()>| {
+            let guard = Dropped(d.clone());
+            async move {
+                let _guard = guard;
+                if req.uri().path() == "/slow" {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                Ok::<_, Infallible>(Response::new(Body::empty()))
+            }
+        }));
+    let fast = svc.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(fast.status(), StatusCode::OK);
+    let started = tokio::time::Instant::now();
+    let slow = svc
+        .clone()
+        .oneshot(Request::get("/slow").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        2,
+        "the slow call's future was dropped"
+    );
+    assert_eq!(pool.snapshot().tiers[0].active, 0);
+}

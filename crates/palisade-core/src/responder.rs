@@ -25,6 +25,8 @@ pub enum GrpcCode {
     Aborted,
     /// `UNAVAILABLE` (14): try again later.
     Unavailable,
+    /// `DEADLINE_EXCEEDED` (4): it took too long.
+    DeadlineExceeded,
 }
 
 impl GrpcCode {
@@ -36,6 +38,7 @@ impl GrpcCode {
             GrpcCode::FailedPrecondition => 9,
             GrpcCode::Aborted => 10,
             GrpcCode::Unavailable => 14,
+            GrpcCode::DeadlineExceeded => 4,
         }
     }
 }
