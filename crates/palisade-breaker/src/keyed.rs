@@ -235,11 +235,13 @@ where
             .key
             .extract(&RequestHead::from(&req))
             .unwrap_or(Key::Global);
-        match self.registry.get(&key).try_acquire() {
-            Ok(permit) => {
-                ResponseFuture::called(self.inner.call(req), permit, self.classify.clone())
-            }
-            Err(open) => ResponseFuture::refused(self.on_open.refuse(open)),
-        }
+        let breaker = self.registry.get(&key);
+        crate::service::guarded_call(
+            &breaker,
+            &mut self.inner,
+            req,
+            &self.classify,
+            &self.on_open,
+        )
     }
 }

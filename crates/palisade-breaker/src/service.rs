@@ -47,11 +47,31 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.breaker.try_acquire() {
-            Ok(permit) => {
-                ResponseFuture::called(self.inner.call(req), permit, self.classify.clone())
-            }
-            Err(open) => ResponseFuture::refused(self.on_open.refuse(open)),
-        }
+        guarded_call(
+            &self.breaker,
+            &mut self.inner,
+            req,
+            &self.classify,
+            &self.on_open,
+        )
+    }
+}
+
+/// Calls `inner` under `breaker`: at once if it admits the call, else the refusal.
+pub(crate) fn guarded_call<S, Req, C, O>(
+    breaker: &CircuitBreaker,
+    inner: &mut S,
+    req: Req,
+    classify: &C,
+    on_open: &O,
+) -> ResponseFuture<S::Future, C, S::Response, S::Error>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error>,
+    O: OnOpen<S::Response, S::Error>,
+{
+    match breaker.try_acquire() {
+        Ok(permit) => ResponseFuture::called(inner.call(req), permit, classify.clone()),
+        Err(open) => ResponseFuture::refused(on_open.refuse(open)),
     }
 }
