@@ -24,6 +24,9 @@
 //! with a full queue or after the wait it is refused with [`BulkheadFull`]: 503 + `Retry-After`
 //! + problem+json, never a 500. Released slots go to the highest-priority waiter that fits.
 //!
+//! Per-key bulkheads (one pool per dependency or upstream) come from a [`PoolRegistry`] with
+//! bounded memory, through [`KeyedBulkheadLayer`].
+//!
 //! # Observability
 //!
 //! [`Pool::snapshot`] (serde) gives active, queued and the most ever active;
@@ -31,11 +34,13 @@
 //! above 80 % full.
 #![warn(missing_docs)]
 
+mod keyed;
 mod pool;
 mod rejection;
 mod service;
 mod tier;
 
+pub use keyed::{KeyedBulkhead, KeyedBulkheadLayer, KeyedResponseFuture, PoolRegistry};
 pub use pool::{Acquire, Permit, Pool, Snapshot, TierSnapshot};
 pub use rejection::{BulkheadFull, CallTimedOut, Reason};
 pub use service::{Bulkhead, BulkheadLayer, ResponseFuture};

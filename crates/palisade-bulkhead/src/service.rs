@@ -136,7 +136,7 @@ impl<S, R> Bulkhead<S, R> {
 
 /// The slot this service reserved for its next call.
 #[derive(Debug)]
-struct Reservation {
+pub(crate) struct Reservation {
     pool: Pool,
     tier: usize,
     state: Slot,
@@ -154,7 +154,7 @@ enum Slot {
 }
 
 impl Reservation {
-    fn new(pool: Pool, tier: usize) -> Self {
+    pub(crate) fn new(pool: Pool, tier: usize) -> Self {
         Reservation {
             pool,
             tier,
@@ -163,7 +163,7 @@ impl Reservation {
     }
 
     /// Drives the reservation until it holds a slot or a refusal.
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             match &mut self.state {
                 Slot::Empty => {
@@ -225,45 +225,65 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        match std::mem::replace(&mut self.reservation.state, Slot::Empty) {
-            Slot::Held(permit) => {
-                let config = self.reservation.pool.config();
-                ResponseFuture {
-                    state: State::Running {
-                        future: self.inner.call(req),
-                        permit: Some(permit),
-                        timeout: self.call_timeout.map(|after| Timeout {
-                            sleep: Box::pin(tokio::time::sleep(after)),
-                            refusal: CallTimedOut {
-                                bulkhead: config.name,
-                                tier: config.tiers[self.reservation.tier].name,
-                                after,
-                            },
-                            responder: self.responder.clone(),
-                        }),
+        start(
+            &mut self.reservation,
+            &mut self.inner,
+            req,
+            &self.responder,
+            self.call_timeout,
+        )
+    }
+}
+
+/// Uses a decided reservation: calls `inner` in the held slot, or answers the refusal.
+pub(crate) fn start<S, R, ReqB, ResB>(
+    reservation: &mut Reservation,
+    inner: &mut S,
+    req: Request<ReqB>,
+    responder: &R,
+    call_timeout: Option<Duration>,
+) -> ResponseFuture<S::Future, R, ResB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    R: Responder<ResB>,
+{
+    let config = reservation.pool.config();
+    let tier = config.tiers[reservation.tier].name;
+    match std::mem::replace(&mut reservation.state, Slot::Empty) {
+        Slot::Held(permit) => ResponseFuture {
+            state: State::Running {
+                future: inner.call(req),
+                permit: Some(permit),
+                timeout: call_timeout.map(|after| Timeout {
+                    sleep: Box::pin(tokio::time::sleep(after)),
+                    refusal: CallTimedOut {
+                        bulkhead: config.name,
+                        tier,
+                        after,
                     },
-                }
-            }
-            Slot::Refused(reason) => {
-                let config = self.reservation.pool.config();
-                let refusal = BulkheadFull {
-                    bulkhead: config.name,
-                    tier: config.tiers[self.reservation.tier].name,
-                    reason,
-                };
-                metrics::counter!("palisade_bulkhead_rejections_total", "bulkhead" => config.name, "reason" => match reason {
-                    Reason::QueueFull => "queue_full",
-                    Reason::WaitTimedOut => "wait_timed_out",
-                })
+                    responder: responder.clone(),
+                }),
+            },
+        },
+        Slot::Refused(reason) => {
+            let refusal = BulkheadFull {
+                bulkhead: config.name,
+                tier,
+                reason,
+            };
+            let label = match reason {
+                Reason::QueueFull => "queue_full",
+                Reason::WaitTimedOut => "wait_timed_out",
+            };
+            metrics::counter!("palisade_bulkhead_rejections_total", "bulkhead" => config.name, "reason" => label)
                 .increment(1);
-                ResponseFuture {
-                    state: State::Refused {
-                        response: Some(self.responder.respond(&refusal)),
-                    },
-                }
+            ResponseFuture {
+                state: State::Refused {
+                    response: Some(responder.respond(&refusal)),
+                },
             }
-            _ => panic!("Bulkhead::call before poll_ready returned Ready"),
         }
+        _ => panic!("Bulkhead::call before poll_ready returned Ready"),
     }
 }
 

@@ -260,3 +260,53 @@ async fn the_per_call_timeout_cuts_slow_calls_off_and_frees_the_slot() {
     );
     assert_eq!(pool.snapshot().tiers[0].active, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_bulkheads_isolate_dependencies() {
+    use palisade_bulkhead::{KeyedBulkheadLayer, PoolRegistry};
+    use palisade_core::key::Header;
+
+    let registry = PoolRegistry::new(PoolConfig::single("deps", 1, 0, Duration::ZERO), 16);
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let svc = KeyedBulkheadLayer::new(registry.clone(), Header::new("x-dep"), 0).layer(
+        tower::service_fn(move |req: Request<()>| {
+            let gate = g.clone();
+            async move {
+                if req.headers()["x-dep"] == "slow" {
+                    gate.acquire().await.unwrap().forget();
+                }
+                Ok::<_, Infallible>(Response::new(Body::empty()))
+            }
+        }),
+    );
+    let call = |dep: &str| Request::get("/").header("x-dep", dep).body(()).unwrap();
+    let stuck = tokio::spawn(svc.clone().oneshot(call("slow")));
+    eventually("the slow call holds its slot", || {
+        registry
+            .get(&palisade_core::key::Key::text("header", b"slow"))
+            .snapshot()
+            .tiers[0]
+            .active
+            == 1
+    })
+    .await;
+    let refused = svc.clone().oneshot(call("slow")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let other = svc.clone().oneshot(call("fast")).await.unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another dependency is unaffected"
+    );
+    gate.add_permits(1);
+    assert_eq!(stuck.await.unwrap().unwrap().status(), StatusCode::OK);
+    for i in 0..100 {
+        let _ = svc
+            .clone()
+            .oneshot(call(&format!("dep-{i}")))
+            .await
+            .unwrap();
+        assert!(registry.len() <= 16);
+    }
+}
