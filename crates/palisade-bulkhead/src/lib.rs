@@ -29,9 +29,12 @@
 //!
 //! # Observability
 //!
-//! [`Pool::snapshot`] (serde) gives active, queued and the most ever active;
-//! `palisade_bulkhead_rejections_total{bulkhead, reason}`; a `tracing` warning when a queue is
-//! above 80 % full.
+//! [`Pool::snapshot`] (serde) gives active, queued and the most ever active. Metrics:
+//! `palisade_bulkhead_active{bulkhead, tier}`, `palisade_bulkhead_queued{bulkhead, tier}`,
+//! `palisade_bulkhead_max_active{bulkhead}` (gauges registered when the pool is created: install
+//! the recorder first), `palisade_bulkhead_rejections_total{bulkhead, reason}`,
+//! `palisade_bulkhead_timeouts_total{bulkhead}`; a `tracing` warning when a queue is above 80 %
+//! full.
 #![warn(missing_docs)]
 
 mod keyed;

@@ -31,6 +31,10 @@ pub struct Pool {
 
 struct Inner {
     config: PoolConfig,
+    /// Per tier: `palisade_bulkhead_active` and `palisade_bulkhead_queued` gauges, registered
+    /// once so updating them costs no allocation.
+    gauges: Vec<[metrics::Gauge; 2]>,
+    max_active: metrics::Gauge,
     /// `caps[k]`: slots tiers `0..=k` may hold together (their concurrencies summed).
     caps: Vec<u32>,
     state: Mutex<State>,
@@ -107,8 +111,21 @@ impl Pool {
             })
             .collect();
         let n = config.tiers.len();
+        let gauges = config
+            .tiers
+            .iter()
+            .map(|t| {
+                [
+                    metrics::gauge!("palisade_bulkhead_active", "bulkhead" => config.name, "tier" => t.name),
+                    metrics::gauge!("palisade_bulkhead_queued", "bulkhead" => config.name, "tier" => t.name),
+                ]
+            })
+            .collect();
+        let max_active = metrics::gauge!("palisade_bulkhead_max_active", "bulkhead" => config.name);
         Pool {
             inner: Arc::new(Inner {
+                gauges,
+                max_active,
                 caps,
                 state: Mutex::new(State {
                     active: vec![0; n],
@@ -150,7 +167,17 @@ impl Pool {
     fn admit(&self, state: &mut State, tier: usize) {
         state.active[tier] += 1;
         let total: u32 = state.active.iter().sum();
-        state.max_active = state.max_active.max(total);
+        if total > state.max_active {
+            state.max_active = total;
+            self.inner.max_active.set(f64::from(total));
+        }
+        self.publish(state, tier);
+    }
+
+    fn publish(&self, state: &State, tier: usize) {
+        let [active, queued] = &self.inner.gauges[tier];
+        active.set(f64::from(state.active[tier]));
+        queued.set(state.queues[tier].len() as f64);
     }
 
     /// A slot at once if one is free (and no one of the tier waits), else `None`.
@@ -184,6 +211,7 @@ impl Pool {
         let id = state.next_id;
         state.next_id += 1;
         state.queues[tier].push_back(id);
+        self.publish(&state, tier);
         state.waiters.insert(
             id,
             Waiter {
@@ -234,12 +262,14 @@ impl Pool {
                 self.release_locked(&mut state, w.tier);
             } else {
                 state.queues[w.tier].retain(|q| *q != id);
+                self.publish(&state, w.tier);
             }
         }
     }
 
     fn release_locked(&self, state: &mut State, tier: usize) {
         state.active[tier] -= 1;
+        self.publish(state, tier);
         // Wake the highest-priority waiters that now fit. If the front of a higher tier does
         // not fit, no lower tier can: its constraints include the higher tier's.
         for t in (0..state.queues.len()).rev() {
