@@ -27,6 +27,10 @@
 //! Per-key bulkheads (one pool per dependency or upstream) come from a [`PoolRegistry`] with
 //! bounded memory, through [`KeyedBulkheadLayer`].
 //!
+//! With the `redis` feature, [`FleetSemaphore`] bounds calls across every instance ("at most 20
+//! concurrent calls to the partner API") with leases that expire when an instance dies and are
+//! renewed for long calls.
+//!
 //! # Observability
 //!
 //! [`Pool::snapshot`] (serde) gives active, queued and the most ever active. Metrics:
@@ -37,12 +41,16 @@
 //! full.
 #![warn(missing_docs)]
 
+#[cfg(feature = "redis")]
+mod fleet;
 mod keyed;
 mod pool;
 mod rejection;
 mod service;
 mod tier;
 
+#[cfg(feature = "redis")]
+pub use fleet::{FleetError, FleetPermit, FleetSemaphore};
 pub use keyed::{KeyedBulkhead, KeyedBulkheadLayer, KeyedResponseFuture, PoolRegistry};
 pub use pool::{Acquire, Permit, Pool, Snapshot, TierSnapshot};
 pub use rejection::{BulkheadFull, CallTimedOut, Reason};
