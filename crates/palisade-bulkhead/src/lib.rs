@@ -27,6 +27,10 @@
 //! Per-key bulkheads (one pool per dependency or upstream) come from a [`PoolRegistry`] with
 //! bounded memory, through [`KeyedBulkheadLayer`].
 //!
+//! [`AdaptiveLimitLayer`] moves its limit with observed latency and errors (AIMD or a
+//! Gradient2-style rule, [`next_limit`] being the pure function) and refuses over the limit
+//! rather than queueing forever; `palisade_bulkhead_adaptive_limit{bulkhead}` shows the limit.
+//!
 //! With the `redis` feature, [`FleetSemaphore`] bounds calls across every instance ("at most 20
 //! concurrent calls to the partner API") with leases that expire when an instance dies and are
 //! renewed for long calls.
@@ -41,6 +45,7 @@
 //! full.
 #![warn(missing_docs)]
 
+mod adaptive;
 #[cfg(feature = "redis")]
 mod fleet;
 mod keyed;
@@ -49,6 +54,10 @@ mod rejection;
 mod service;
 mod tier;
 
+pub use adaptive::{
+    Adaptive, AdaptiveFuture, AdaptiveLimit, AdaptiveLimitLayer, AdaptivePermit, LimitAlgorithm,
+    LimitBounds, next_limit,
+};
 #[cfg(feature = "redis")]
 pub use fleet::{FleetError, FleetPermit, FleetSemaphore};
 pub use keyed::{KeyedBulkhead, KeyedBulkheadLayer, KeyedResponseFuture, PoolRegistry};
