@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod adaptive;
+mod fallback;
 #[cfg(feature = "redis")]
 mod fleet;
 mod keyed;
@@ -58,8 +59,11 @@ pub use adaptive::{
     Adaptive, AdaptiveFuture, AdaptiveLimit, AdaptiveLimitLayer, AdaptivePermit, LimitAlgorithm,
     LimitBounds, next_limit,
 };
+pub use fallback::Fallback;
 #[cfg(feature = "redis")]
-pub use fleet::{FleetError, FleetPermit, FleetSemaphore};
+pub use fleet::{
+    FleetBulkhead, FleetBulkheadLayer, FleetError, FleetFull, FleetPermit, FleetSemaphore,
+};
 pub use keyed::{KeyedBulkhead, KeyedBulkheadLayer, KeyedResponseFuture, PoolRegistry};
 pub use pool::{Acquire, Permit, Pool, Snapshot, TierSnapshot};
 pub use rejection::{BulkheadFull, CallTimedOut, Reason};
