@@ -98,7 +98,6 @@ fn classify(error: fred::error::Error) -> BackendError {
         ErrorKind::Parse | ErrorKind::Protocol | ErrorKind::InvalidArgument => {
             BackendError::Protocol(error.to_string())
         }
-        ErrorKind::Timeout => BackendError::Unavailable(error.to_string()),
         _ => BackendError::Unavailable(error.to_string()),
     }
 }

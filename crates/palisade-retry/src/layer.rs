@@ -170,19 +170,23 @@ where
             };
             let (data, trailers) = replay.expect("replayable body");
 
-            let mut svc = first;
+            // The first attempt uses the service readied in `poll_ready`; later ones, clones
+            // (readied by `attempt`).
+            let template = first.clone();
+            let mut readied = Some(first);
             let mut previous_wait = policy.base;
             let mut attempts = 0u32;
             loop {
                 attempts += 1;
                 let req = head.request(ReplayBody::replay(&data, &trailers));
-                let result = attempt(svc.clone(), req, policy.attempt_timeout, deadline).await;
+                let svc = readied.take().unwrap_or_else(|| template.clone());
+                let result = attempt(svc, req, policy.attempt_timeout, deadline).await;
                 let decision = classify.classify(&result);
-                if attempts >= policy.max_attempts || decision == RetryDecision::Stop {
+                if attempts >= policy.max_attempts {
                     return finished(result, decision, attempts);
                 }
                 let wait = match decision {
-                    RetryDecision::Stop => unreachable!("returned above"),
+                    RetryDecision::Stop => return finished(result, decision, attempts),
                     RetryDecision::Retry(Some(server)) if server > policy.max_server_wait => {
                         return finished(result, decision, attempts);
                     }
@@ -222,19 +226,9 @@ where
                 previous_wait = wait;
                 drop(result);
                 tokio::time::sleep(wait).await;
-                svc = fresh_ready(svc).await?;
             }
         })
     }
-}
-
-async fn fresh_ready<S, R>(mut svc: S) -> Result<S, BoxError>
-where
-    S: Service<R>,
-    S::Error: Into<BoxError>,
-{
-    svc.ready().await.map_err(Into::into)?;
-    Ok(svc)
 }
 
 /// Counts a finished logical call in `palisade_retry_calls_total{outcome}` and returns it.
