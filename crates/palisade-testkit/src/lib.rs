@@ -7,6 +7,8 @@
 //!   (SIGSTOP) / resume (SIGCONT) and restart, for outage tests.
 //! - [`RedisCluster`]: three private masters joined with `redis-cli --cluster create`.
 //! - [`FaultProxy`]: a TCP proxy that can add latency, drop connections or black-hole them.
+//! - `TestPostgres` (feature `postgres`): a pool on the shared PostgreSQL at `DATABASE_URL`
+//!   whose connections use a schema created for the test alone.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -16,6 +18,8 @@
 //! ```
 
 mod node;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod proxy;
 
 use std::{
@@ -33,6 +37,8 @@ use fred::{
 };
 
 pub use node::{RedisCluster, RedisNode};
+#[cfg(feature = "postgres")]
+pub use postgres::{TestPostgres, database_url};
 pub use proxy::{FaultMode, FaultProxy};
 
 /// The shared Redis tests use: `REDIS_URL`, else `redis://127.0.0.1:6379`.

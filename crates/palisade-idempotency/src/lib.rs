@@ -1,0 +1,105 @@
+//! Idempotency for tower services: each `Idempotency-Key` runs once, and every retry gets the
+//! same answer — across replicas, concurrently, after a timeout.
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::post};
+//! use palisade_core::key::Header;
+//! use palisade_idempotency::{IdempotencyLayer, MemoryStore};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Router::new()
+//!     .route("/payments", post(|| async { (http::StatusCode::CREATED, "payment 1") }))
+//!     .route_layer(
+//!         IdempotencyLayer::new(MemoryStore::new())
+//!             .scope(Header::new("x-api-key")) // one client never sees another's responses
+//!             .require_key(),
+//!     );
+//!
+//! let pay = || {
+//!     http::Request::post("/payments")
+//!         .header("x-api-key", "client-1")
+//!         .header("idempotency-key", "\"order-7:charge\"")
+//!         .body(Body::from(r#"{"amount_cents":500}"#))
+//!         .unwrap()
+//! };
+//! let first = app.clone().oneshot(pay()).await.unwrap();
+//! assert_eq!(first.status(), 201);
+//! let retry = app.clone().oneshot(pay()).await.unwrap();
+//! assert_eq!(retry.status(), 201);
+//! assert_eq!(retry.headers()["idempotent-replayed"], "true");
+//! # }
+//! ```
+//!
+//! # What it does
+//!
+//! [`IdempotencyLayer`] claims the key atomically with a lease before the handler runs, renews
+//! the lease while it runs, stores the response (2xx and 3xx; never 5xx) and replays it with
+//! `Idempotent-Replayed: true`. A retry of a request still running gets 409 (or waits, if
+//! configured); the same key with a different request gets 422; a missing (when required) or
+//! malformed key gets 400 — all RFC 9457 problem+json, per the IETF Idempotency-Key draft.
+//! A failed, panicked or dropped request releases its claim, so the retry runs.
+//!
+//! [`Deduplicator`] does the same for message consumers: `process_once(id, handler)`.
+//!
+//! # Stores
+//!
+//! | store | shared by replicas | survives a restart | round trips (claim / complete) |
+//! |---|---|---|---|
+//! | [`MemoryStore`] | no | no | none |
+//! | [`RedisStore`] (feature `redis`) | yes | only with Redis persistence | 1 / 1 |
+//! | [`PostgresStore`] (feature `postgres`) | yes | yes | 1 (2 on conflict) / 1 |
+//! | [`DualStore`] (both) | yes | yes | replays 1 (Redis); first execution 2 / 2 |
+//!
+//! # Guarantees, honestly
+//!
+//! - Of concurrent requests with one key, exactly one runs while its claim is held; the claim
+//!   is held until the response is stored or the lease (renewed while the handler runs)
+//!   runs out. A handler that outlives its lease *without renewing* — the instance froze for
+//!   longer than the lease — can overlap a retry: the lease is the price of not blocking a
+//!   key forever after a crash. Keep the lease well above your longest pause.
+//! - A response that could not be stored (store down after the handler ran) is still sent;
+//!   the claim then blocks retries until its lease ends, and a retry after that runs again.
+//!   Make the handler's own writes idempotent (a unique constraint on the payment) where a
+//!   second run would be costly.
+//!
+//! # Metrics
+//!
+//! `palisade_idempotency_requests_total{outcome}` with outcome `executed`, `replayed`,
+//! `in_flight`, `key_reused`, `bad_request`, `bypassed`, `not_stored`, `failed`,
+//! `backend_error`; `palisade_idempotency_fast_store_errors_total` (dual store);
+//! `palisade_backend_errors_total{layer="idempotency"}` from the backend policy.
+//!
+//! # Features
+//! - `redis` (default): [`RedisStore`].
+//! - `postgres`: [`PostgresStore`]; with `redis`, [`DualStore`].
+//! - `grpc`: render refusals as gRPC statuses (`palisade_core::responder::Grpc`).
+#![warn(missing_docs)]
+
+mod body;
+mod client_key;
+pub mod dedup;
+mod fingerprint;
+pub mod header;
+mod layer;
+mod record;
+mod rejection;
+mod service;
+pub mod store;
+
+pub use body::IdempotencyBody;
+pub use client_key::idempotency_key_for;
+pub use dedup::{Deduplicator, Processed};
+pub use fingerprint::Fingerprint;
+pub use layer::{IdempotencyLayer, InFlight};
+pub use record::{CorruptRecord, StoredResponse};
+pub use rejection::IdempotencyRejection;
+pub use service::{Idempotency, IdempotencyFuture, InnerBody};
+#[cfg(all(feature = "redis", feature = "postgres"))]
+pub use store::DualStore;
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
+#[cfg(feature = "redis")]
+pub use store::RedisStore;
+pub use store::{IdempotencyStore, MemoryStore};

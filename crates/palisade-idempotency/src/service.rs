@@ -1,0 +1,545 @@
+//! [`Idempotency`]: the service the layer builds, and the request's journey through it.
+
+use std::{
+    fmt,
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header, request::Parts};
+use http_body::Body;
+use http_body_util::{BodyExt, Either, Full};
+use palisade_core::{
+    Responder,
+    key::{KeyExtractor, RequestHead},
+    responder::{BackendUnavailable, MissingKey},
+};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::{
+    IdempotencyBody, IdempotencyRejection,
+    body::BoxError,
+    header::{IDEMPOTENT_REPLAYED, KeyProblem, idempotency_key},
+    layer::{Config, InFlight},
+    record::{NOT_KEPT, StoredResponse},
+    store::{Claim, IdempotencyStore, Owner, RecordKey},
+};
+
+/// The request body the inner service receives: the buffered body, or the original one when
+/// the layer lets the request through untouched.
+pub type InnerBody<B> = Either<Full<Bytes>, B>;
+
+/// The service [`IdempotencyLayer`](crate::IdempotencyLayer) builds.
+#[derive(Clone)]
+pub struct Idempotency<Svc, S, K, R> {
+    pub(crate) inner: Svc,
+    pub(crate) store: S,
+    pub(crate) scope: Arc<K>,
+    pub(crate) responder: R,
+    pub(crate) config: Arc<Config>,
+}
+
+impl<Svc: fmt::Debug, S: fmt::Debug, K, R> fmt::Debug for Idempotency<Svc, S, K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("inner", &self.inner)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Idempotency`]: boxed, since a request takes several store round trips
+/// (claim, renewals, complete) around the inner call.
+pub type IdempotencyFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<Svc, S, K, R, ReqB, ResB> Service<Request<ReqB>> for Idempotency<Svc, S, K, R>
+where
+    Svc: Service<Request<InnerBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    Svc::Future: Send,
+    Svc::Error: Send,
+    ReqB: Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes> + Unpin + Send + 'static,
+    ResB::Error: Into<BoxError>,
+    S: IdempotencyStore,
+    K: KeyExtractor,
+    R: Responder<IdempotencyBody<ResB>>,
+{
+    type Response = Response<IdempotencyBody<ResB>>;
+    type Error = Svc::Error;
+    type Future = IdempotencyFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        // Use the service that was readied, leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let journey = Journey {
+            inner,
+            store: self.store.clone(),
+            scope: self.scope.clone(),
+            responder: self.responder.clone(),
+            config: self.config.clone(),
+            _bodies: PhantomData,
+        };
+        Box::pin(journey.run(request))
+    }
+}
+
+struct Journey<Svc, S, K, R, ReqB, ResB> {
+    inner: Svc,
+    store: S,
+    scope: Arc<K>,
+    responder: R,
+    config: Arc<Config>,
+    _bodies: PhantomData<fn(ReqB) -> ResB>,
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!("palisade_idempotency_requests_total", "outcome" => outcome).increment(1);
+}
+
+impl<Svc, S, K, R, ReqB, ResB> Journey<Svc, S, K, R, ReqB, ResB>
+where
+    Svc: Service<Request<InnerBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
+    Svc::Future: Send,
+    ReqB: Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes> + Unpin + Send + 'static,
+    ResB::Error: Into<BoxError>,
+    S: IdempotencyStore,
+    K: KeyExtractor,
+    R: Responder<IdempotencyBody<ResB>>,
+{
+    async fn run(
+        mut self,
+        request: Request<ReqB>,
+    ) -> Result<Response<IdempotencyBody<ResB>>, Svc::Error> {
+        let config = self.config.clone();
+        let (parts, body) = request.into_parts();
+        if !config.methods.contains(&parts.method) {
+            return self.pass(parts, Either::Right(body)).await;
+        }
+        let key = match idempotency_key(&parts.headers) {
+            Ok(Some(key)) => key,
+            Ok(None) if !config.required => {
+                count("bypassed");
+                return self.pass(parts, Either::Right(body)).await;
+            }
+            Ok(None) => return Ok(self.refuse(IdempotencyRejection::BadKey(KeyProblem::Missing))),
+            Err(problem) => return Ok(self.refuse(IdempotencyRejection::BadKey(problem))),
+        };
+        let caller = match self.scope.extract(&RequestHead::from(&parts)) {
+            Ok(caller) => caller,
+            Err(error) => {
+                count("bad_key");
+                return Ok(self.responder.respond(&MissingKey(error)));
+            }
+        };
+        let body = match read_limited(body, config.max_request_body).await {
+            Ok(body) => body,
+            Err(rejection) => return Ok(self.refuse(rejection)),
+        };
+        let fingerprint = config.fingerprint.compute(&parts, &body);
+        let record = RecordKey::new(&config.namespace, &caller, parts.uri.path(), &key);
+        let owner = Owner::random();
+
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match self
+                .store
+                .claim(&record, &fingerprint, &owner, config.lease)
+                .await
+            {
+                Ok(Claim::Acquired) => break,
+                Ok(Claim::Completed(stored)) => return Ok(self.replay(stored)),
+                Ok(Claim::Mismatch) => return Ok(self.refuse(IdempotencyRejection::KeyReused)),
+                Ok(Claim::InFlight { lease_left }) => {
+                    let waited = started.elapsed();
+                    match config.in_flight {
+                        InFlight::Wait(max) if waited < max => {
+                            tokio::time::sleep(pause.min(max - waited).min(lease_left)).await;
+                            pause = (pause * 2).min(Duration::from_millis(250));
+                        }
+                        _ => {
+                            return Ok(self.refuse(IdempotencyRejection::InFlight {
+                                retry_after: Duration::from_secs(1),
+                            }));
+                        }
+                    }
+                }
+                Err(error) => {
+                    return if config.on_backend_error.apply("idempotency", &error) {
+                        count("backend_error");
+                        self.pass(parts, Either::Left(Full::new(body))).await
+                    } else {
+                        count("backend_error");
+                        Ok(self.responder.respond(&BackendUnavailable {
+                            layer: "idempotency",
+                            source: error,
+                        }))
+                    };
+                }
+            }
+        }
+
+        // This request owns the key: run it, renewing the lease; then store or release.
+        let guard = ClaimGuard {
+            store: self.store.clone(),
+            record,
+            owner,
+            retention: config.retention,
+            armed: true,
+        };
+        let call = self
+            .inner
+            .call(Request::from_parts(parts, Either::Left(Full::new(body))));
+        let response = match guard.renew_while(call, config.lease).await {
+            Ok(response) => response,
+            Err(error) => {
+                count("failed");
+                guard.release().await;
+                return Err(error);
+            }
+        };
+        count("executed");
+        Ok(finish(&config, guard, response).await)
+    }
+
+    async fn pass(
+        &mut self,
+        parts: Parts,
+        body: InnerBody<ReqB>,
+    ) -> Result<Response<IdempotencyBody<ResB>>, Svc::Error> {
+        let response = self.inner.call(Request::from_parts(parts, body)).await?;
+        Ok(response.map(IdempotencyBody::streaming))
+    }
+
+    fn refuse(&self, rejection: IdempotencyRejection) -> Response<IdempotencyBody<ResB>> {
+        count(match rejection {
+            IdempotencyRejection::KeyReused => "key_reused",
+            IdempotencyRejection::InFlight { .. } => "in_flight",
+            IdempotencyRejection::NotReplayable => "not_replayable",
+            _ => "bad_request",
+        });
+        self.responder.respond(&rejection)
+    }
+
+    fn replay(&self, stored: Bytes) -> Response<IdempotencyBody<ResB>> {
+        if stored.as_ref() == NOT_KEPT {
+            return self.refuse(IdempotencyRejection::NotReplayable);
+        }
+        match StoredResponse::decode(stored) {
+            Ok(stored) => {
+                count("replayed");
+                let mut response =
+                    Response::new(IdempotencyBody::buffered(stored.body, stored.trailers));
+                *response.status_mut() = stored.status;
+                *response.headers_mut() = stored.headers;
+                response
+                    .headers_mut()
+                    .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+                response
+            }
+            Err(error) => {
+                count("backend_error");
+                tracing::error!(target: "palisade::idempotency", %error, "cannot replay");
+                self.responder.respond(&BackendUnavailable {
+                    layer: "idempotency",
+                    source: palisade_core::BackendError::Protocol(error.to_string()),
+                })
+            }
+        }
+    }
+}
+
+// The owner's response: stored when it should be, otherwise the claim is released.
+async fn finish<S, ResB>(
+    config: &Config,
+    guard: ClaimGuard<S>,
+    response: Response<ResB>,
+) -> Response<IdempotencyBody<ResB>>
+where
+    S: IdempotencyStore,
+    ResB: Body<Data = Bytes> + Unpin + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    {
+        let (head, body) = response.into_parts();
+        let storable = if head.status.is_server_error() || grpc_failed(&head.headers) {
+            false
+        } else if head.status.is_client_error() {
+            config.store_client_errors
+        } else {
+            true
+        };
+        if !storable {
+            count("not_stored");
+            guard.release().await;
+            return Response::from_parts(head, IdempotencyBody::streaming(body));
+        }
+        match collect_limited(body, config.max_response_body).await {
+            Collected::Whole { data, trailers } => {
+                if trailers.as_ref().is_some_and(grpc_failed) {
+                    count("not_stored");
+                    guard.release().await;
+                } else {
+                    let stored = StoredResponse {
+                        status: head.status,
+                        headers: kept_headers(&head.headers, config),
+                        body: data.clone(),
+                        trailers: trailers.clone(),
+                    };
+                    guard.complete(stored.encode()).await;
+                }
+                Response::from_parts(head, IdempotencyBody::buffered(data, trailers))
+            }
+            Collected::TooLarge { prefix, rest } => {
+                tracing::warn!(
+                    target: "palisade::idempotency",
+                    limit = config.max_response_body,
+                    "response too large to keep; retries with this key will get 409"
+                );
+                guard.complete(Bytes::from_static(NOT_KEPT)).await;
+                Response::from_parts(head, IdempotencyBody::prefixed(prefix, rest))
+            }
+            Collected::Failed(error) => {
+                guard.release().await;
+                Response::from_parts(head, IdempotencyBody::failed(error))
+            }
+        }
+    }
+}
+
+/// Frees the claim if the request ends without completing it — including when its future is
+/// dropped (client gone, timeout layer) or the handler panics.
+struct ClaimGuard<S: IdempotencyStore> {
+    store: S,
+    record: RecordKey,
+    owner: Owner,
+    retention: Duration,
+    armed: bool,
+}
+
+impl<S: IdempotencyStore> ClaimGuard<S> {
+    async fn renew_while<F: Future>(&self, call: F, lease: Duration) -> F::Output {
+        let every = lease / 3;
+        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+        let mut call = std::pin::pin!(call);
+        loop {
+            tokio::select! {
+                biased;
+                output = &mut call => return output,
+                _ = ticks.tick() => match self.store.renew(&self.record, &self.owner, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        target: "palisade::idempotency",
+                        "lease lost while the request runs; a retry may run it again"
+                    ),
+                    Err(error) => tracing::warn!(
+                        target: "palisade::idempotency",
+                        %error,
+                        "could not renew the lease"
+                    ),
+                },
+            }
+        }
+    }
+
+    async fn complete(mut self, response: Bytes) {
+        self.armed = false;
+        match self
+            .store
+            .complete(&self.record, &self.owner, response, self.retention)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                target: "palisade::idempotency",
+                "lease lost before the response was stored; it will not be replayed"
+            ),
+            // The claim stays until its lease runs out: duplicates meanwhile get 409.
+            Err(error) => tracing::error!(
+                target: "palisade::idempotency",
+                %error,
+                "could not store the response"
+            ),
+        }
+    }
+
+    async fn release(mut self) {
+        self.armed = false;
+        if let Err(error) = self
+            .store
+            .release(&self.record, &self.owner, self.retention)
+            .await
+        {
+            tracing::warn!(
+                target: "palisade::idempotency",
+                %error,
+                "could not release the claim; it frees itself when the lease runs out"
+            );
+        }
+    }
+}
+
+impl<S: IdempotencyStore> Drop for ClaimGuard<S> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let store = self.store.clone();
+        let record = self.record.clone();
+        let owner = self.owner.clone();
+        let retention = self.retention;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = store.release(&record, &owner, retention).await;
+            });
+        }
+    }
+}
+
+async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, IdempotencyRejection>
+where
+    B: Body<Data = Bytes>,
+{
+    if body.size_hint().lower() > limit as u64 {
+        return Err(IdempotencyRejection::BodyTooLarge { limit });
+    }
+    let mut body = std::pin::pin!(body);
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| IdempotencyRejection::BodyUnreadable)?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(IdempotencyRejection::BodyTooLarge { limit });
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+enum Collected<B> {
+    Whole {
+        data: Bytes,
+        trailers: Option<HeaderMap>,
+    },
+    TooLarge {
+        prefix: Bytes,
+        rest: B,
+    },
+    Failed(BoxError),
+}
+
+async fn collect_limited<B>(mut body: B, limit: usize) -> Collected<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut data = BytesMut::new();
+    let mut trailers: Option<HeaderMap> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => return Collected::Failed(error.into()),
+        };
+        match frame.into_data() {
+            Ok(chunk) => {
+                data.extend_from_slice(&chunk);
+                if data.len() > limit {
+                    return Collected::TooLarge {
+                        prefix: data.freeze(),
+                        rest: body,
+                    };
+                }
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                }
+            }
+        }
+    }
+    Collected::Whole {
+        data: data.freeze(),
+        trailers,
+    }
+}
+
+fn grpc_failed(headers: &HeaderMap) -> bool {
+    headers
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes() != b"0")
+}
+
+const NEVER_KEPT: [HeaderName; 11] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::CONTENT_LENGTH,
+    header::DATE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+fn kept_headers(headers: &HeaderMap, config: &Config) -> HeaderMap {
+    // Headers named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let drop = NEVER_KEPT.contains(name)
+            || (name == header::SET_COOKIE && !config.keep_set_cookie)
+            || config.excluded_headers.contains(name)
+            || listed.iter().any(|l| l == name.as_str());
+        if !drop {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_cookies_are_not_kept() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        headers.insert("connection", "x-trace, keep-alive".parse().unwrap());
+        headers.insert("x-trace", "1".parse().unwrap());
+        headers.insert("set-cookie", "s=1".parse().unwrap());
+        headers.insert("transfer-encoding", "chunked".parse().unwrap());
+        headers.insert("location", "/payments/1".parse().unwrap());
+        let kept = kept_headers(&headers, &Config::default());
+        let names: Vec<_> = kept.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-type", "location"]);
+        let config = Config {
+            keep_set_cookie: true,
+            ..Config::default()
+        };
+        assert!(kept_headers(&headers, &config).contains_key("set-cookie"));
+    }
+}

@@ -1,0 +1,153 @@
+//! Where claims and stored responses live: the [`IdempotencyStore`] trait and its
+//! implementations — [`MemoryStore`], [`RedisStore`], [`PostgresStore`] and [`DualStore`]
+//! (Redis in front of PostgreSQL).
+//!
+//! # The record and its states
+//!
+//! One record per [`RecordKey`], in one of three states:
+//!
+//! - **processing** — claimed by one owner (a random token) until its *lease* ends; the owner
+//!   renews the lease while its handler runs. A crashed owner's claim simply runs out.
+//! - **completed** — the stored response, kept for the *retention* period.
+//! - **released** — the handler failed; the key is free again, and the record only counts the
+//!   failed attempts (for dead-lettering), kept for the retention period.
+//!
+//! Every transition is one atomic step in the store (a Lua script, one SQL statement, one
+//! mutex section): of any number of concurrent claims on a free key exactly one is acquired,
+//! and only the owner's token can complete, release or renew its claim.
+
+#[cfg(all(feature = "redis", feature = "postgres"))]
+mod dual;
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::{future::Future, time::Duration};
+
+use bytes::Bytes;
+use palisade_core::{BackendError, key::Key};
+use sha2::{Digest, Sha256};
+
+#[cfg(all(feature = "redis", feature = "postgres"))]
+pub use dual::DualStore;
+pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+
+use crate::fingerprint::hex;
+
+/// The identity of one idempotent operation: SHA-256 over its namespace, its caller scope, its
+/// route and the client's key, as 64 hex characters.
+///
+/// Because the caller and the route are part of it, the same `Idempotency-Key` sent by two
+/// API keys, or to two endpoints, names two different operations: one client can never
+/// receive another's stored response.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordKey(String);
+
+impl RecordKey {
+    /// The key of an HTTP request's operation.
+    pub fn new(namespace: &str, caller: &Key, route: &str, key: &str) -> RecordKey {
+        let caller = caller.to_string();
+        let mut hash = Sha256::new();
+        for part in [namespace, caller.as_str(), route, key] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        RecordKey(hex(&hash.finalize()))
+    }
+
+    /// The key of a message in consumer deduplication.
+    pub fn message(namespace: &str, message_id: &str) -> RecordKey {
+        RecordKey::new(namespace, &Key::Global, "message", message_id)
+    }
+
+    /// The 64 hex characters.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A claim's owner: a random token only its holder knows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner(String);
+
+impl Owner {
+    /// A fresh random token (UUID v4).
+    pub fn random() -> Owner {
+        Owner(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// The token.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was free (new, expired, or released): the caller now owns it until the lease
+    /// ends and must complete or release it.
+    Acquired,
+    /// Another request holds the key with the same fingerprint; its lease has this long left.
+    InFlight {
+        /// Time left on the holder's lease.
+        lease_left: Duration,
+    },
+    /// The operation completed; here is its stored response (encoded).
+    Completed(Bytes),
+    /// The key is held or completed with a different request fingerprint.
+    Mismatch,
+}
+
+/// Keeps idempotency records. See the [module docs](self) for the states.
+///
+/// Implementations must make each method one atomic step. The in-memory, Redis, PostgreSQL and
+/// dual stores run the same test suite.
+pub trait IdempotencyStore: Clone + Send + Sync + 'static {
+    /// Claims `key` for `owner` with a lease, unless it is in flight or completed.
+    fn claim(
+        &self,
+        key: &RecordKey,
+        fingerprint: &str,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Claim, BackendError>> + Send;
+
+    /// Stores `response` under `owner`'s claim and keeps it for `retention`. `Ok(false)` when
+    /// the claim is no longer `owner`'s (its lease ran out and another request took it).
+    fn complete(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        response: Bytes,
+        retention: Duration,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Frees `owner`'s claim after a failed attempt and returns the number of failed attempts
+    /// recorded for the key (kept for `retention`); `Ok(None)` when the claim was not
+    /// `owner`'s.
+    fn release(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        retention: Duration,
+    ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send;
+
+    /// Extends `owner`'s lease to `lease` from now. `Ok(false)` when the claim is lost.
+    fn renew(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
