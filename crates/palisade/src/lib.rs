@@ -33,10 +33,9 @@
 //! | `ratelimit` (default) | `RateLimitLayer`: token bucket, GCRA, sliding-window log, fixed window | [`ratelimit`] |
 //! | `breaker` (default) | `CircuitBreakerLayer`: sliding count/time windows, capped probes | [`breaker`] |
 //! | `retry` (default) | `RetryLayer`, `client_stack` (breaker ⊃ retry) | [`retry`] |
-//! | `bulkhead` (default) | `BulkheadLayer`: bounded queues, max wait, priority tiers | [`bulkhead`] |
-//!
-//! More of bulkheads (adaptive limits, fleet-wide semaphore), idempotency keys and distributed locks follow, each its own crate and
-//! feature.
+//! | `bulkhead` (default) | `BulkheadLayer`: bounded queues, max wait, priority tiers, adaptive and fleet-wide limits | [`bulkhead`] |
+//! | `idempotency` (default) | `IdempotencyLayer` (`Idempotency-Key`), `Deduplicator` (consumers) | [`idempotency`] |
+//! | `lock` (default) | `LockLayer`, `RedisLock`, `Redlock`, `PgAdvisoryLock`, fencing tokens | [`lock`] |
 //!
 //! # Backends
 //!
@@ -49,7 +48,12 @@
 //! - `breaker` (default): [`breaker`].
 //! - `retry` (default): [`retry`].
 //! - `bulkhead` (default): [`bulkhead`].
+//! - `idempotency` (default): [`idempotency`].
+//! - `lock` (default): [`lock`].
 //! - `redis` (default): Redis stores.
+//! - `postgres`: PostgreSQL advisory locks, the PostgreSQL idempotency store and (with `redis`)
+//!   the Redis + PostgreSQL
+//!   dual store.
 //! - `grpc`: render rejections as `tonic::Status` ([`core::responder::Grpc`]).
 //! - `axum`: key by axum's matched route; read axum's `ConnectInfo`.
 #![warn(missing_docs)]
@@ -83,6 +87,20 @@ pub mod bulkhead {
     pub use palisade_bulkhead::*;
 }
 
+/// Idempotency keys and consumer deduplication:
+/// [`IdempotencyLayer`](idempotency::IdempotencyLayer) and
+/// [`Deduplicator`](idempotency::Deduplicator).
+#[cfg(feature = "idempotency")]
+pub mod idempotency {
+    pub use palisade_idempotency::*;
+}
+
+/// Distributed locks: [`Locker`](lock::Locker) backends and [`LockLayer`](lock::LockLayer).
+#[cfg(feature = "lock")]
+pub mod lock {
+    pub use palisade_lock::*;
+}
+
 /// The names most services use.
 pub mod prelude {
     #[cfg(all(feature = "breaker", feature = "redis"))]
@@ -101,6 +119,12 @@ pub mod prelude {
         OnBackendError, ProblemJson,
         key::{ClientIp, FnKey, Global, Header, Key, KeyExtractor, PeerAddr, Principal},
     };
+    #[cfg(feature = "idempotency")]
+    pub use palisade_idempotency::{Deduplicator, IdempotencyLayer, Processed};
+    #[cfg(all(feature = "lock", feature = "redis"))]
+    pub use palisade_lock::RedisLock;
+    #[cfg(feature = "lock")]
+    pub use palisade_lock::{LockGuard, LockLayer, Locker, MemoryLock};
     #[cfg(all(feature = "ratelimit", feature = "redis"))]
     pub use palisade_ratelimit::RedisStore;
     #[cfg(feature = "ratelimit")]

@@ -34,9 +34,9 @@ use sha2::{Digest, Sha256};
 pub use dual::DualStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use postgres::{DEFAULT_PG_TIMEOUT, InvalidTableName, MIGRATION, PostgresStore};
 #[cfg(feature = "redis")]
-pub use redis::RedisStore;
+pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisStore};
 
 use crate::fingerprint::hex;
 
@@ -146,8 +146,4 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         owner: &Owner,
         lease: Duration,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
-}
-
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }

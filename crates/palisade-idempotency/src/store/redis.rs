@@ -10,7 +10,11 @@ use bytes::Bytes;
 use fred::{interfaces::LuaInterface, types::Value};
 use palisade_core::{BackendError, key::Key, redis_key::RedisKeyBuilder, script::RedisScript};
 
-use super::{Claim, IdempotencyStore, Owner, RecordKey, millis};
+use super::{Claim, IdempotencyStore, Owner, RecordKey};
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
 
 static CLAIM: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../scripts/claim.lua")));
@@ -161,7 +165,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
             }
             Some("completed") => match reply.next() {
                 Some(Value::Bytes(bytes)) => Ok(Claim::Completed(bytes)),
-                Some(Value::String(s)) => Ok(Claim::Completed(Bytes::from(s.into_inner()))),
+                Some(Value::String(s)) => Ok(Claim::Completed(s.into_inner())),
                 other => Err(BackendError::Protocol(format!(
                     "completed record without a response: {other:?}"
                 ))),

@@ -1,0 +1,83 @@
+//! Distributed locks for tokio services, and a tower layer that serialises requests per
+//! resource.
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade_lock::{Locker, MemoryLock};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), palisade_lock::LockError> {
+//! // RedisLock::new(redis_client, ttl) in production; the API is the same.
+//! let locks = MemoryLock::new(Duration::from_secs(10));
+//! locks
+//!     .run("payment:order-123", Duration::from_secs(2), |lock| async move {
+//!         // Only one holder at a time; lock.fencing_token goes with every write.
+//!         assert!(lock.fencing_token.is_some());
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Backends
+//!
+//! | backend | feature | fencing tokens | survives | notes |
+//! |---|---|---|---|---|
+//! | [`MemoryLock`] | — | yes | nothing | one process only |
+//! | [`RedisLock`] | `redis` | yes (atomic counter) | a restart only with persistence | one round trip to acquire |
+//! | [`Redlock`] | `redis` | **no** (see its docs) | a minority of N nodes down | N parallel round trips |
+//! | [`PgAdvisoryLock`] | `postgres` | with `with_fencing` | — (session dies → lock released) | holds a pooled connection while held |
+//! | [`lock_xact`] | `postgres` | — | — | released at commit / rollback |
+//!
+//! Every guard is a [`LockGuard`]: a mandatory lease, a **watchdog** extending it every TTL/3,
+//! a **lost** signal when an extension finds the lock gone, and release on drop. The scoped
+//! form [`Locker::run`] cancels the protected work when the lock is lost;
+//! [`Locker::lock_all`] takes several locks in sorted order (no deadlock).
+//!
+//! # What a lock can promise
+//!
+//! Mutual exclusion holds while the holder runs and the lease is extended in time. A holder
+//! paused past its lease (GC, SIGSTOP, a VM migration) can wake up still "holding" a lock
+//! someone else now holds — no lock service can stop that. Make the resource check the
+//! holder's **fencing token** ([`fencing`]): a write with an older token than one already
+//! accepted is refused.
+//!
+//! # Metrics
+//! `palisade_lock_held` (gauge), `palisade_lock_lost_total`,
+//! `palisade_lock_requests_total{outcome}` (layer: `acquired`, `locked`),
+//! `palisade_backend_errors_total{layer="lock"}`.
+//!
+//! # Features
+//! - `redis` (default): [`RedisLock`], [`Redlock`], [`fencing::fenced_set`].
+//! - `postgres`: [`PgAdvisoryLock`], [`lock_xact`], [`held_advisory_locks`],
+//!   [`fencing::check_fence`].
+//! - `axum`: [`HeldLock`] as an axum extractor.
+//! - `grpc`: gRPC refusals.
+#![warn(missing_docs)]
+
+mod error;
+pub mod fencing;
+mod guard;
+mod layer;
+mod locker;
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+mod redlock;
+
+pub use error::LockError;
+pub use guard::{Held, HeldFuture, LockGuard};
+pub use layer::{HeldLock, LockLayer, LockService, Locked, PathSegment};
+pub use locker::Locker;
+pub use memory::MemoryLock;
+#[cfg(feature = "postgres")]
+pub use postgres::{
+    AdvisoryKey, HeldAdvisoryLock, MIGRATION, PgAdvisoryLock, held_advisory_locks, lock_xact,
+    try_lock_xact,
+};
+#[cfg(feature = "redis")]
+pub use redis::{DEFAULT_LOCK_TIMEOUT, RedisLock};
+#[cfg(feature = "redis")]
+pub use redlock::{Redlock, TooFewNodes};

@@ -1,0 +1,224 @@
+//! [`RedisLock`]: a lock on one Redis (or a Redis Cluster), with fencing tokens.
+
+use std::{
+    fmt,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
+
+use fred::{interfaces::LuaInterface, types::Value};
+use palisade_core::{key::Key, redis_key::RedisKeyBuilder, script::RedisScript};
+
+use crate::{
+    LockError, LockGuard, Locker,
+    error::check_name,
+    guard::{Held, HeldFuture},
+    locker::owner_token,
+};
+
+static ACQUIRE: LazyLock<RedisScript> =
+    LazyLock::new(|| RedisScript::new(include_str!("scripts/acquire.lua")));
+pub(crate) static RELEASE: LazyLock<RedisScript> =
+    LazyLock::new(|| RedisScript::new(include_str!("scripts/release.lua")));
+pub(crate) static EXTEND: LazyLock<RedisScript> =
+    LazyLock::new(|| RedisScript::new(include_str!("scripts/extend.lua")));
+
+/// Default bound on one Redis round trip.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A lock on one Redis: `SET NX PX` with a random owner token, released and extended only by
+/// owner-checked scripts, each acquisition issuing a **fencing token** from a per-name counter
+/// in the same script (so tokens strictly increase in acquisition order).
+///
+/// Keys are `<prefix>:lock:{<name>}` and `<prefix>:lock:{<name>}:fence` — the name is the
+/// Cluster hash tag, so both live in one slot. The TTL is mandatory; a watchdog extends it
+/// every TTL/3 while the guard lives (turn it off with
+/// [`without_watchdog`](Self::without_watchdog)).
+///
+/// **What it guarantees**: while Redis keeps its data, at most one owner holds the lock at a
+/// time *by Redis' clock*. A holder that pauses (GC, SIGSTOP, a swapped VM) longer than the
+/// TTL can wake up still believing it holds the lock after another owner took it — no lock
+/// service can prevent that. The fencing token is how the *resource* refuses that stale
+/// holder: see [`fencing`](crate::fencing). A failover to a replica that had not received the
+/// lock yet can grant it twice; use [`Redlock`](crate::Redlock) or PostgreSQL where that
+/// matters, and fencing everywhere.
+///
+/// ```no_run
+/// # async fn demo(client: fred::clients::Client) -> Result<(), palisade_lock::LockError> {
+/// use std::time::Duration;
+/// use palisade_lock::{Locker, RedisLock};
+///
+/// let locks = RedisLock::new(client, Duration::from_secs(10));
+/// let guard = locks.lock("payment:order-123", Duration::from_secs(2)).await?;
+/// let token = guard.fencing_token();
+/// // ... the critical section, passing `token` to every fenced write ...
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+pub struct RedisLock<C = fred::clients::Client> {
+    inner: Arc<Inner<C>>,
+}
+
+struct Inner<C> {
+    client: C,
+    keys: RedisKeyBuilder,
+    ttl: Duration,
+    timeout: Duration,
+    watchdog: bool,
+}
+
+impl<C> Clone for RedisLock<C> {
+    fn clone(&self) -> Self {
+        RedisLock {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for RedisLock<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLock")
+            .field("prefix", &self.inner.keys.prefix())
+            .field("ttl", &self.inner.ttl)
+            .field("watchdog", &self.inner.watchdog)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisLock<C> {
+    /// Locks on `client` (any `fred` client or pool) with lease `ttl` (at least 10 ms), key
+    /// prefix `palisade`, a 500 ms timeout per round trip and the watchdog on.
+    pub fn new(client: C, ttl: Duration) -> Self {
+        RedisLock {
+            inner: Arc::new(Inner {
+                client,
+                keys: RedisKeyBuilder::new("lock"),
+                ttl: ttl.max(Duration::from_millis(10)),
+                timeout: DEFAULT_LOCK_TIMEOUT,
+                watchdog: true,
+            }),
+        }
+    }
+
+    fn edit(self, f: impl FnOnce(&mut Inner<C>)) -> Self {
+        let mut inner = Inner {
+            client: self.inner.client.clone(),
+            keys: self.inner.keys.clone(),
+            ttl: self.inner.ttl,
+            timeout: self.inner.timeout,
+            watchdog: self.inner.watchdog,
+        };
+        f(&mut inner);
+        RedisLock {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The first part of every key (default `palisade`).
+    pub fn with_prefix(self, prefix: &str) -> Self {
+        self.edit(|i| i.keys = RedisKeyBuilder::new("lock").with_prefix(prefix))
+    }
+
+    /// The bound on one round trip (default 500 ms).
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.edit(|i| i.timeout = timeout)
+    }
+
+    /// No watchdog: the lease simply runs out after the TTL unless
+    /// [`LockGuard::extend`] is called.
+    pub fn without_watchdog(self) -> Self {
+        self.edit(|i| i.watchdog = false)
+    }
+
+    /// The lease.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// The Redis key of lock `name`.
+    pub fn key(&self, name: &str) -> String {
+        self.inner.keys.key("l", &Key::from(name))
+    }
+
+    /// The Redis key of lock `name`'s fencing counter.
+    pub fn fence_key(&self, name: &str) -> String {
+        format!("{}:fence", self.key(name))
+    }
+}
+
+struct RedisHeld<C> {
+    lock: RedisLock<C>,
+    key: String,
+    token: String,
+}
+
+impl<C: LuaInterface + Clone + Send + Sync + 'static> Held for RedisHeld<C> {
+    fn extend(&self) -> HeldFuture<'_, bool> {
+        Box::pin(async move {
+            let inner = &self.lock.inner;
+            let extended: i64 = EXTEND
+                .invoke(
+                    &inner.client,
+                    self.key.as_str(),
+                    vec![
+                        Value::from(self.token.as_str()),
+                        Value::from(millis(inner.ttl)),
+                    ],
+                    inner.timeout,
+                )
+                .await?;
+            Ok(extended == 1)
+        })
+    }
+
+    fn release(&self) -> HeldFuture<'_, bool> {
+        Box::pin(async move {
+            let inner = &self.lock.inner;
+            let released: i64 = RELEASE
+                .invoke(
+                    &inner.client,
+                    self.key.as_str(),
+                    vec![Value::from(self.token.as_str())],
+                    inner.timeout,
+                )
+                .await?;
+            Ok(released == 1)
+        })
+    }
+}
+
+impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
+        check_name(name)?;
+        let inner = &self.inner;
+        let key = self.key(name);
+        let token = owner_token();
+        let reply: i64 = ACQUIRE
+            .invoke(
+                &inner.client,
+                vec![key.clone(), self.fence_key(name)],
+                vec![Value::from(token.as_str()), Value::from(millis(inner.ttl))],
+                inner.timeout,
+            )
+            .await?;
+        if reply < 1 {
+            return Ok(None);
+        }
+        let held = Arc::new(RedisHeld {
+            lock: self.clone(),
+            key,
+            token,
+        });
+        Ok(Some(LockGuard::new(
+            name,
+            Some(reply as u64),
+            inner.ttl,
+            inner.watchdog,
+            held,
+        )))
+    }
+}

@@ -1,0 +1,260 @@
+//! [`Redlock`]: a lock over N independent Redis nodes.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use fred::{interfaces::LuaInterface, types::Value};
+use futures_util::future::join_all;
+use palisade_core::{BackendError, key::Key, redis_key::RedisKeyBuilder};
+use tokio::time::Instant;
+
+use crate::{
+    LockError, LockGuard, Locker,
+    error::check_name,
+    guard::{Held, HeldFuture},
+    locker::owner_token,
+    redis::{EXTEND, RELEASE, millis},
+};
+
+static SET_NX: std::sync::LazyLock<palisade_core::script::RedisScript> = std::sync::LazyLock::new(
+    || {
+        palisade_core::script::RedisScript::new(
+            "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end return 0",
+        )
+    },
+);
+
+/// The Redlock algorithm over N independent Redis masters (N ≥ 3; 5 recommended).
+///
+/// Acquisition sends `SET NX PX` to every node **in parallel**, each bounded by a per-node
+/// timeout (default 50 ms, far below the TTL, so a dead or paused node costs at most that).
+/// The lock is held when a quorum of N/2+1 nodes granted it and time remains: validity =
+/// TTL − elapsed − drift, with drift = 1 % of the TTL + 2 ms. Otherwise it is released on
+/// **every** node (so no partial locks are left) and [`try_lock`](Locker::try_lock) returns
+/// `Ok(None)`; [`lock`](Locker::lock) retries after a random delay. Extension (the watchdog)
+/// and release are owner-checked scripts on every node; an extension holds when a quorum
+/// extended.
+///
+/// # When Redlock is, and is not, safe
+///
+/// Redlock tolerates the loss of a minority of nodes, which a single Redis with failover
+/// does not. Its safety still rests on **timing assumptions**: bounded process pauses,
+/// bounded network delay, and clocks that advance at about the same rate on every node. A
+/// holder paused past the validity (GC, SIGSTOP, VM migration), or a node whose clock jumps
+/// forward and expires the key early, or a node restarted without persistence that forgets
+/// a lock, can let two owners hold it at once. A lock service cannot detect a paused holder;
+/// only the resource can, by refusing writes with an old **fencing token**. Redlock has no
+/// single counter to issue strictly increasing tokens, so [`LockGuard::fencing_token`] is
+/// `None` here: where correctness (not just efficiency) depends on mutual exclusion, use
+/// [`RedisLock`](crate::RedisLock) or [`PgAdvisoryLock`](crate::PgAdvisoryLock) with fencing
+/// tokens checked by the resource. Run nodes with `appendfsync always`, or keep a restarted
+/// node out for longer than the max TTL, to keep Redlock's own guarantees.
+pub struct Redlock<C = fred::clients::Client> {
+    inner: Arc<Inner<C>>,
+}
+
+struct Inner<C> {
+    nodes: Vec<C>,
+    keys: RedisKeyBuilder,
+    ttl: Duration,
+    node_timeout: Duration,
+    watchdog: bool,
+}
+
+impl<C> Clone for Redlock<C> {
+    fn clone(&self) -> Self {
+        Redlock {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Redlock<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redlock")
+            .field("nodes", &self.inner.nodes.len())
+            .field("ttl", &self.inner.ttl)
+            .field("node_timeout", &self.inner.node_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fewer than three nodes were given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Redlock needs at least 3 independent nodes, got {0}")]
+pub struct TooFewNodes(pub usize);
+
+impl<C: LuaInterface + Clone + Send + Sync + 'static> Redlock<C> {
+    /// A Redlock over `nodes` (independent masters, not replicas of each other) with lease
+    /// `ttl`, a 50 ms per-node timeout and the watchdog on.
+    pub fn new(nodes: Vec<C>, ttl: Duration) -> Result<Self, TooFewNodes> {
+        if nodes.len() < 3 {
+            return Err(TooFewNodes(nodes.len()));
+        }
+        Ok(Redlock {
+            inner: Arc::new(Inner {
+                nodes,
+                keys: RedisKeyBuilder::new("lock"),
+                ttl: ttl.max(Duration::from_millis(10)),
+                node_timeout: Duration::from_millis(50),
+                watchdog: true,
+            }),
+        })
+    }
+
+    fn edit(self, f: impl FnOnce(&mut Inner<C>)) -> Self {
+        let mut inner = Inner {
+            nodes: self.inner.nodes.clone(),
+            keys: self.inner.keys.clone(),
+            ttl: self.inner.ttl,
+            node_timeout: self.inner.node_timeout,
+            watchdog: self.inner.watchdog,
+        };
+        f(&mut inner);
+        Redlock {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The first part of every key (default `palisade`).
+    pub fn with_prefix(self, prefix: &str) -> Self {
+        self.edit(|i| i.keys = RedisKeyBuilder::new("lock").with_prefix(prefix))
+    }
+
+    /// The bound on each node's answer (default 50 ms; keep it a small fraction of the TTL).
+    pub fn with_node_timeout(self, timeout: Duration) -> Self {
+        self.edit(|i| i.node_timeout = timeout)
+    }
+
+    /// No watchdog.
+    pub fn without_watchdog(self) -> Self {
+        self.edit(|i| i.watchdog = false)
+    }
+
+    /// N/2 + 1.
+    pub fn quorum(&self) -> usize {
+        self.inner.nodes.len() / 2 + 1
+    }
+
+    /// The key of lock `name` on every node.
+    pub fn key(&self, name: &str) -> String {
+        self.inner.keys.key("l", &Key::from(name))
+    }
+
+    /// The drift allowance: 1 % of the TTL + 2 ms.
+    pub fn drift(&self) -> Duration {
+        self.inner.ttl / 100 + Duration::from_millis(2)
+    }
+}
+
+// Runs a script on every node in parallel; counts the nodes that answered 1.
+async fn on_all<C: LuaInterface + Clone + Send + Sync + 'static>(
+    inner: &Inner<C>,
+    script: &palisade_core::script::RedisScript,
+    key: &str,
+    args: Vec<Value>,
+) -> (usize, usize) {
+    let calls = inner.nodes.iter().map(|node| {
+        let args = args.clone();
+        async move {
+            script
+                .invoke::<_, i64, _, _>(node, key, args, inner.node_timeout)
+                .await
+        }
+    });
+    let replies = join_all(calls).await;
+    let granted = replies.iter().filter(|r| matches!(r, Ok(1))).count();
+    let failed = replies.iter().filter(|r| r.is_err()).count();
+    (granted, failed)
+}
+
+struct RedlockHeld<C> {
+    lock: Redlock<C>,
+    key: String,
+    token: String,
+}
+
+impl<C: LuaInterface + Clone + Send + Sync + 'static> Held for RedlockHeld<C> {
+    fn extend(&self) -> HeldFuture<'_, bool> {
+        Box::pin(async move {
+            let inner = &self.lock.inner;
+            let started = Instant::now();
+            let (extended, failed) = on_all(
+                inner,
+                &EXTEND,
+                &self.key,
+                vec![
+                    Value::from(self.token.as_str()),
+                    Value::from(millis(inner.ttl)),
+                ],
+            )
+            .await;
+            let valid = started.elapsed() + self.lock.drift() < inner.ttl;
+            if extended >= self.lock.quorum() && valid {
+                Ok(true)
+            } else if extended + failed >= self.lock.quorum() {
+                // Not enough answers to tell: an error (the watchdog retries) rather than "lost".
+                Err(LockError::Backend(BackendError::Unavailable(format!(
+                    "Redlock extension reached {extended} of {} nodes",
+                    inner.nodes.len()
+                ))))
+            } else {
+                Ok(false)
+            }
+        })
+    }
+
+    fn release(&self) -> HeldFuture<'_, bool> {
+        Box::pin(async move {
+            let (released, _) = on_all(
+                &self.lock.inner,
+                &RELEASE,
+                &self.key,
+                vec![Value::from(self.token.as_str())],
+            )
+            .await;
+            Ok(released >= self.lock.quorum())
+        })
+    }
+}
+
+impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for Redlock<C> {
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
+        check_name(name)?;
+        let inner = &self.inner;
+        let key = self.key(name);
+        let token = owner_token();
+        let started = Instant::now();
+        let (granted, failed) = on_all(
+            inner,
+            &SET_NX,
+            &key,
+            vec![Value::from(token.as_str()), Value::from(millis(inner.ttl))],
+        )
+        .await;
+        let elapsed = started.elapsed();
+        let validity = inner.ttl.checked_sub(elapsed + self.drift());
+        if granted >= self.quorum() && validity.is_some_and(|v| v > Duration::ZERO) {
+            let held = Arc::new(RedlockHeld {
+                lock: self.clone(),
+                key,
+                token,
+            });
+            return Ok(Some(LockGuard::new(
+                name,
+                None,
+                inner.ttl,
+                inner.watchdog,
+                held,
+            )));
+        }
+        // No quorum (or no time left): undo everywhere, so no node keeps a partial lock.
+        on_all(inner, &RELEASE, &key, vec![Value::from(token.as_str())]).await;
+        if failed > inner.nodes.len() - self.quorum() {
+            return Err(LockError::Backend(BackendError::Unavailable(format!(
+                "Redlock: {failed} of {} nodes unreachable, no quorum possible",
+                inner.nodes.len()
+            ))));
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,181 @@
+//! PostgreSQL advisory locks on the real server: session locks owned by their connection,
+//! nothing leaked into the pool, transaction locks released at commit and rollback, fencing.
+
+use std::time::Duration;
+
+use palisade_lock::{
+    AdvisoryKey, LockError, Locker, PgAdvisoryLock, fencing::check_fence, held_advisory_locks,
+    lock_xact, try_lock_xact,
+};
+use palisade_testkit::TestPostgres;
+
+#[test]
+fn keys_are_stable() {
+    // The same name gives the same key in every process and release.
+    assert_eq!(
+        AdvisoryKey::named("payments", "order-123"),
+        AdvisoryKey::named("payments", "order-123")
+    );
+    assert_ne!(
+        AdvisoryKey::named("payments", "order-123"),
+        AdvisoryKey::named("refunds", "order-123")
+    );
+    assert_ne!(AdvisoryKey::named("a", "bc"), AdvisoryKey::named("ab", "c"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_lock_contention_and_listing() {
+    let pg = TestPostgres::connect().await;
+    let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema);
+    let other = PgAdvisoryLock::new(pg.another_pool(2).await, &pg.schema);
+    let guard = locks.try_lock("order-1").await.unwrap().unwrap();
+    assert!(other.try_lock("order-1").await.unwrap().is_none());
+    assert!(other.try_lock("order-2").await.unwrap().is_some());
+    let err = other
+        .lock("order-1", Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LockError::Busy { .. }), "{err}");
+    let held = held_advisory_locks(&pg.pool).await.unwrap();
+    assert!(
+        held.iter()
+            .any(|l| l.key == locks.key("order-1") && l.granted)
+    );
+    assert!(guard.release().await.unwrap());
+    assert!(other.try_lock("order-1").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_lock_gets_it_when_released() {
+    let pg = TestPostgres::connect().await;
+    let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema);
+    let guard = locks.try_lock("w").await.unwrap().unwrap();
+    let waiter = tokio::spawn({
+        let locks = locks.clone();
+        async move { locks.lock("w", Duration::from_secs(10)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    guard.release().await.unwrap();
+    waiter
+        .await
+        .unwrap()
+        .expect("granted after release")
+        .release()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_guard_leaks_nothing_into_the_pool() {
+    let pg = TestPostgres::with_max_connections(1).await;
+    let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema);
+    let observer = PgAdvisoryLock::new(pg.another_pool(1).await, &pg.schema);
+    for _ in 0..5 {
+        let guard = locks.try_lock("dropped").await.unwrap().unwrap();
+        drop(guard);
+        // The pool's only connection must come back without the lock.
+        let mut got = None;
+        for _ in 0..100 {
+            got = observer.try_lock("dropped").await.unwrap();
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        got.expect("the dropped guard's lock was freed")
+            .release()
+            .await
+            .unwrap();
+        let (locks_on_pool_conn,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+        )
+        .fetch_one(&pg.pool)
+        .await
+        .unwrap();
+        assert_eq!(locks_on_pool_conn, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_lock_goes_with_its_connection() {
+    let pg = TestPostgres::connect().await;
+    let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema)
+        .with_ping_interval(Duration::from_millis(50));
+    let other = PgAdvisoryLock::new(pg.another_pool(2).await, &pg.schema);
+    let guard = locks.try_lock("killed").await.unwrap().unwrap();
+    let holder = held_advisory_locks(&pg.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.key == locks.key("killed"))
+        .unwrap();
+    let _: (bool,) = sqlx::query_as("SELECT pg_terminate_backend($1)")
+        .bind(holder.pid)
+        .fetch_one(&pg.pool)
+        .await
+        .unwrap();
+    assert!(
+        other.try_lock("killed").await.unwrap().is_some(),
+        "released with the session"
+    );
+    tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .expect("the guard knows it lost the lock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_locks_end_with_the_transaction() {
+    let pg = TestPostgres::connect().await;
+    let key = AdvisoryKey::Pair(7, 42);
+    for commit in [true, false] {
+        let mut tx = pg.pool.begin().await.unwrap();
+        assert!(
+            lock_xact(&mut tx, key, Duration::from_secs(1))
+                .await
+                .unwrap()
+        );
+        let mut rival = pg.pool.begin().await.unwrap();
+        assert!(!try_lock_xact(&mut rival, key).await.unwrap());
+        assert!(
+            !lock_xact(&mut rival, key, Duration::from_millis(50))
+                .await
+                .unwrap()
+        );
+        rival.rollback().await.unwrap();
+        if commit {
+            tx.commit().await.unwrap();
+        } else {
+            tx.rollback().await.unwrap();
+        }
+        let mut next = pg.pool.begin().await.unwrap();
+        assert!(
+            try_lock_xact(&mut next, key).await.unwrap(),
+            "free after commit={commit}"
+        );
+        next.rollback().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_tokens_refuse_a_stale_writer() {
+    let pg = TestPostgres::connect().await;
+    let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema).with_fencing();
+    locks.migrate().await.unwrap();
+    locks.migrate().await.unwrap();
+    let a = locks.try_lock("acct").await.unwrap().unwrap();
+    let ta = a.fencing_token().unwrap();
+    a.release().await.unwrap();
+    let b = locks.try_lock("acct").await.unwrap().unwrap();
+    let tb = b.fencing_token().unwrap();
+    assert!(tb > ta);
+    let mut tx = pg.pool.begin().await.unwrap();
+    assert!(check_fence(&mut tx, "acct", tb).await.unwrap());
+    tx.commit().await.unwrap();
+    let mut tx = pg.pool.begin().await.unwrap();
+    assert!(
+        !check_fence(&mut tx, "acct", ta).await.unwrap(),
+        "the older holder is refused"
+    );
+    tx.rollback().await.unwrap();
+    b.release().await.unwrap();
+}
