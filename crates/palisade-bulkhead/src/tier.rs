@@ -85,6 +85,21 @@ impl PoolConfig {
         PoolConfig { name, tiers }
     }
 
+    /// The pool's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The tiers, lowest priority first.
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
+    /// Calls the whole pool may run at once (the sum of the tiers' slots).
+    pub fn capacity(&self) -> u32 {
+        self.tiers.iter().map(|t| t.concurrency).sum()
+    }
+
     /// One tier of `concurrency` slots and a queue.
     pub fn single(name: &'static str, concurrency: u32, queue: u32, max_wait: Duration) -> Self {
         PoolConfig::new(

@@ -52,8 +52,7 @@
 //! - `lock` (default): [`lock`].
 //! - `redis` (default): Redis stores.
 //! - `postgres`: PostgreSQL advisory locks, the PostgreSQL idempotency store and (with `redis`)
-//!   the Redis + PostgreSQL
-//!   dual store.
+//!   the Redis + PostgreSQL dual store.
 //! - `grpc`: render rejections as `tonic::Status` ([`core::responder::Grpc`]).
 //! - `axum`: key by axum's matched route; read axum's `ConnectInfo`.
 #![warn(missing_docs)]

@@ -1,0 +1,163 @@
+//! Lock acquire + release, palisade against rslock in the same run: one Redis (the shared
+//! server at `REDIS_URL`), and Redlock over 3 and 5 private `redis-server` nodes. Latency is
+//! one task acquiring and releasing a fresh name; "16 concurrent" runs 16 tasks on distinct
+//! names at once and reports the time per acquire+release (throughput = 1 / that).
+//!
+//! cargo bench -p palisade-bench --bench lock
+
+use std::{
+    hint::black_box,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use palisade_lock::{Locker, RedisLock, Redlock};
+use palisade_testkit::{RedisNode, TestRedis};
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn name() -> String {
+    format!(
+        "bench-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+const TTL: Duration = Duration::from_secs(10);
+
+async fn palisade_once<L: Locker>(locks: &L) {
+    let guard = locks.try_lock(&name()).await.unwrap().unwrap();
+    black_box(guard.release().await.unwrap());
+}
+
+async fn rslock_once(manager: &rslock::LockManager) {
+    let lock = manager.lock(name().as_bytes(), TTL).await.unwrap();
+    manager.unlock(&lock).await;
+}
+
+fn bench_pair<L: Locker>(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    label: &str,
+    palisade: L,
+    rslock: rslock::LockManager,
+) {
+    let rslock = std::sync::Arc::new(rslock);
+    c.bench_function(&format!("lock {label}: palisade acquire+release"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    palisade_once(&palisade).await;
+                }
+                started.elapsed()
+            })
+        })
+    });
+    c.bench_function(&format!("lock {label}: rslock acquire+release"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    rslock_once(&rslock).await;
+                }
+                started.elapsed()
+            })
+        })
+    });
+    c.bench_function(&format!("lock {label}: palisade 16 concurrent"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = (0..16)
+                        .map(|_| {
+                            let locks = palisade.clone();
+                            tokio::spawn(async move { palisade_once(&locks).await })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                }
+                started.elapsed() / 16
+            })
+        })
+    });
+    c.bench_function(&format!("lock {label}: rslock 16 concurrent"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = (0..16)
+                        .map(|_| {
+                            let manager = rslock.clone();
+                            tokio::spawn(async move { rslock_once(&manager).await })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                }
+                started.elapsed() / 16
+            })
+        })
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = runtime();
+    let redis = rt.block_on(TestRedis::connect());
+    let url = palisade_testkit::redis_url();
+    let single = RedisLock::new(redis.client.clone(), TTL).with_prefix(&redis.prefix);
+    bench_pair(
+        c,
+        &rt,
+        "1 node",
+        single.clone(),
+        rslock::LockManager::new(vec![url.clone()]),
+    );
+    bench_pair(
+        c,
+        &rt,
+        "1 node, no watchdog",
+        single.without_watchdog(),
+        rslock::LockManager::new(vec![url]),
+    );
+    for n in [3, 5] {
+        let nodes: Vec<RedisNode> = (0..n).map(|_| RedisNode::start()).collect();
+        let clients = rt.block_on(async {
+            let mut clients = Vec::new();
+            for node in &nodes {
+                clients.push(node.client().await);
+            }
+            clients
+        });
+        let redlock = Redlock::new(clients, TTL).unwrap();
+        let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+        bench_pair(
+            c,
+            &rt,
+            &format!("redlock {n} nodes"),
+            redlock,
+            rslock::LockManager::new(urls),
+        );
+    }
+}
+
+criterion_group! {
+    name = lock;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(lock);

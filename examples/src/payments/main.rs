@@ -1,0 +1,182 @@
+//! The payments service: every palisade layer composed, one process or a fleet.
+//!
+//! ```text
+//! cargo run -p palisade-examples --bin payments                      # in memory
+//! REDIS_URL=redis://127.0.0.1:6379 PAYMENTS_ADDR=127.0.0.1:3001 \
+//!   cargo run -p palisade-examples --bin payments                    # one of a fleet
+//! REDIS_URL=… DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
+//!   cargo run -p palisade-examples --bin payments                    # + durable idempotency
+//!
+//! curl -i -X POST localhost:3000/orders/o-1/payments -H 'x-api-key: k' \
+//!   -H 'idempotency-key: "pay-o-1"' -H 'content-type: application/json' \
+//!   -d '{"amount_cents": 500, "currency": "EUR"}'
+//! ```
+//!
+//! See `examples/README.md` for the HTTP contract.
+
+mod app;
+mod config;
+mod ledger;
+mod problem;
+mod upstream;
+
+use std::time::Duration;
+
+use fred::{
+    interfaces::ClientLike,
+    types::{
+        Builder,
+        config::{Config, ReconnectPolicy},
+    },
+};
+use palisade::{
+    idempotency::{
+        DualStore, MemoryStore as MemoryIdempotency, PostgresStore, RedisStore as RedisIdempotency,
+    },
+    lock::{MemoryLock, RedisLock},
+    ratelimit::{MemoryStore as MemoryRateLimits, RedisStore as RedisRateLimits},
+};
+
+use crate::{
+    app::{Backends, router},
+    config::Settings,
+    ledger::{MemoryLedger, RedisLedger},
+    upstream::Quotes,
+};
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,palisade=info".into()),
+        )
+        .init();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("payments: {e}");
+            std::process::exit(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(settings.addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("payments: cannot listen on {}: {e}", settings.addr);
+            std::process::exit(1);
+        }
+    };
+    let addr = listener.local_addr().expect("bound");
+    let upstream = format!("http://{addr}/upstream/price")
+        .parse()
+        .expect("valid uri");
+    let quotes = Quotes::new(&settings.quote, upstream);
+
+    let app = match (&settings.redis_url, &settings.database_url) {
+        (None, _) => {
+            tracing::info!("in-memory backends: state is per process");
+            router(
+                &settings,
+                Backends {
+                    rate_limits: MemoryRateLimits::new(),
+                    idempotency: MemoryIdempotency::new(),
+                    locks: MemoryLock::new(settings.payments.lock_ttl),
+                    ledger: MemoryLedger::default(),
+                },
+                quotes,
+            )
+        }
+        (Some(redis_url), database_url) => {
+            let client = connect_redis(redis_url).await;
+            let prefix = settings.redis_prefix.clone();
+            let rate_limits = RedisRateLimits::new(client.clone()).with_prefix(&prefix);
+            let locks =
+                RedisLock::new(client.clone(), settings.payments.lock_ttl).with_prefix(&prefix);
+            let ledger = RedisLedger::new(client.clone(), &prefix);
+            let redis_idempotency = RedisIdempotency::new(client).with_prefix(&prefix);
+            match database_url {
+                None => {
+                    tracing::info!(%redis_url, "Redis backends: shared by every instance");
+                    router(
+                        &settings,
+                        Backends {
+                            rate_limits,
+                            idempotency: redis_idempotency,
+                            locks,
+                            ledger,
+                        },
+                        quotes,
+                    )
+                }
+                Some(database_url) => {
+                    let pool = sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(10)
+                        .acquire_timeout(Duration::from_secs(2))
+                        .connect_lazy(database_url)
+                        .unwrap_or_else(|e| {
+                            eprintln!("payments: DATABASE_URL: {e}");
+                            std::process::exit(2);
+                        });
+                    let durable = PostgresStore::new(pool);
+                    if let Err(e) = durable.migrate().await {
+                        eprintln!("payments: cannot prepare the idempotency table: {e}");
+                        std::process::exit(1);
+                    }
+                    tracing::info!(%redis_url, "Redis backends, idempotency on Redis + PostgreSQL");
+                    router(
+                        &settings,
+                        Backends {
+                            rate_limits,
+                            idempotency: DualStore::new(redis_idempotency, durable),
+                            locks,
+                            ledger,
+                        },
+                        quotes,
+                    )
+                }
+            }
+        }
+    };
+
+    tracing::info!(%addr, "payments listening");
+    println!("payments listening on http://{addr}");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        eprintln!("payments: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// A client that reconnects on its own (every 100 ms) and never waits long for an answer: the
+/// layers' own timeouts decide, and Redis returning is picked up without a restart.
+async fn connect_redis(url: &str) -> fred::clients::Client {
+    let config = Config::from_url(url).unwrap_or_else(|e| {
+        eprintln!("payments: REDIS_URL={url}: {e}");
+        std::process::exit(2);
+    });
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_millis(500);
+            c.internal_command_timeout = Duration::from_millis(500);
+            c.max_command_attempts = 1;
+        })
+        .set_policy(ReconnectPolicy::new_constant(0, 100))
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("payments: REDIS_URL={url}: {e}");
+            std::process::exit(2);
+        });
+    match tokio::time::timeout(Duration::from_secs(5), client.init()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Redis unreachable at start; retrying in the background")
+        }
+        Err(_) => tracing::warn!("Redis did not answer within 5 s; retrying in the background"),
+    }
+    client
+}
