@@ -153,7 +153,7 @@ impl<S: IdempotencyStore> Deduplicator<S> {
         E: fmt::Display,
     {
         let key = RecordKey::message(&self.namespace, message_id);
-        let owner = Owner::random();
+        let owner = Owner::unique();
         match self.store.claim(&key, "", &owner, self.lease).await? {
             Claim::Acquired => {}
             Claim::InFlight { .. } => return Ok(Processed::InProgress),

@@ -3,8 +3,6 @@
 //! A key reused with a different fingerprint is refused with 422, so a client bug that sends
 //! two different payments under one key never gets the first payment's answer for the second.
 
-use std::fmt::Write;
-
 use http::{HeaderName, request::Parts};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -122,9 +120,11 @@ fn write_canonical(value: &Value, out: &mut String) {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0xf)] as char);
     }
     out
 }

@@ -151,7 +151,7 @@ where
         };
         let fingerprint = config.fingerprint.compute(&parts, &body);
         let record = RecordKey::new(&config.namespace, &caller, parts.uri.path(), &key);
-        let owner = Owner::random();
+        let owner = Owner::unique();
 
         let started = Instant::now();
         let mut pause = Duration::from_millis(10);

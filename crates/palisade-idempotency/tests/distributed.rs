@@ -263,7 +263,7 @@ async fn crashed_claims_expire_on_redis_and_postgres() {
 
     let app = instance(redis_store.clone(), calls.clone());
     let claim = redis_store
-        .claim(&rec, &fp, &Owner::random(), Duration::from_secs(60))
+        .claim(&rec, &fp, &Owner::unique(), Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(claim, Claim::Acquired);
@@ -277,7 +277,7 @@ async fn crashed_claims_expire_on_redis_and_postgres() {
 
     let app = instance(pg_store.clone(), calls.clone());
     let claim = pg_store
-        .claim(&rec, &fp, &Owner::random(), Duration::from_secs(60))
+        .claim(&rec, &fp, &Owner::unique(), Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(claim, Claim::Acquired);
@@ -305,7 +305,7 @@ async fn retention_expiry_and_batched_cleanup_on_postgres() {
     );
     for i in 0..25 {
         let rec = RecordKey::message("cleanup", &i.to_string());
-        let owner = Owner::random();
+        let owner = Owner::unique();
         store
             .claim(&rec, "", &owner, Duration::from_secs(60))
             .await

@@ -305,7 +305,7 @@ async fn crashed_holders_claim_expires_with_its_lease() {
         .claim(
             &record,
             &layer_fingerprint,
-            &Owner::random(),
+            &Owner::unique(),
             Duration::from_secs(5),
         )
         .await

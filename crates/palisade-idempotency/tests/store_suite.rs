@@ -18,12 +18,12 @@ fn key(name: &str) -> RecordKey {
 
 async fn claim_complete_replay<S: IdempotencyStore>(store: S) {
     let k = key("a");
-    let first = Owner::random();
+    let first = Owner::unique();
     assert_eq!(
         store.claim(&k, "fp", &first, LEASE).await.unwrap(),
         Claim::Acquired
     );
-    let other = Owner::random();
+    let other = Owner::unique();
     match store.claim(&k, "fp", &other, LEASE).await.unwrap() {
         Claim::InFlight { lease_left } => {
             assert!(lease_left <= LEASE && lease_left > Duration::from_secs(20))
@@ -66,7 +66,7 @@ async fn claim_complete_replay<S: IdempotencyStore>(store: S) {
 async fn release_frees_and_counts<S: IdempotencyStore>(store: S) {
     let k = key("b");
     for attempt in 1..=3u32 {
-        let owner = Owner::random();
+        let owner = Owner::unique();
         // A released key is free even for a different request.
         let fp = format!("fp-{attempt}");
         assert_eq!(
@@ -74,7 +74,7 @@ async fn release_frees_and_counts<S: IdempotencyStore>(store: S) {
             Claim::Acquired
         );
         assert_eq!(
-            store.release(&k, &Owner::random(), KEEP).await.unwrap(),
+            store.release(&k, &Owner::unique(), KEEP).await.unwrap(),
             None
         );
         assert_eq!(
@@ -82,7 +82,7 @@ async fn release_frees_and_counts<S: IdempotencyStore>(store: S) {
             Some(attempt)
         );
     }
-    let owner = Owner::random();
+    let owner = Owner::unique();
     assert_eq!(
         store.claim(&k, "fp", &owner, LEASE).await.unwrap(),
         Claim::Acquired
@@ -102,7 +102,7 @@ async fn keys_are_scoped<S: IdempotencyStore>(store: S) {
     let d = RecordKey::new("other", &Key::from("caller-1"), "/pay", "same");
     for k in [&a, &b, &c, &d] {
         assert_eq!(
-            store.claim(k, "fp", &Owner::random(), LEASE).await.unwrap(),
+            store.claim(k, "fp", &Owner::unique(), LEASE).await.unwrap(),
             Claim::Acquired
         );
     }
@@ -116,7 +116,7 @@ async fn one_winner_among_many<S: IdempotencyStore>(store: S) {
             let store = store.clone();
             let k = k.clone();
             tasks.push(tokio::spawn(async move {
-                let owner = Owner::random();
+                let owner = Owner::unique();
                 let claim = store.claim(&k, "fp", &owner, LEASE).await.unwrap();
                 if claim == Claim::Acquired {
                     assert!(
@@ -149,7 +149,7 @@ async fn distinct_keys_in_parallel<S: IdempotencyStore>(store: S) {
         tasks.push(tokio::spawn(async move {
             let k = key(&format!("p-{i}"));
             store
-                .claim(&k, "fp", &Owner::random(), LEASE)
+                .claim(&k, "fp", &Owner::unique(), LEASE)
                 .await
                 .unwrap()
         }));
