@@ -125,7 +125,7 @@ fn benches(c: &mut Criterion) {
     let bare = service_fn(handler);
     c.bench_function("idempotency bare handler", |b| {
         b.iter_custom(|iters| {
-            let mut svc = bare.clone();
+            let mut svc = bare;
             rt.block_on(async {
                 let started = Instant::now();
                 for _ in 0..iters {

@@ -44,9 +44,12 @@ pub trait Ledger: Clone + Send + Sync + 'static {
     fn charges(&self, order: &str) -> impl Future<Output = Result<Charges, BackendError>> + Send;
 }
 
+/// One order in memory: its charges, and the token of the handler inside, if any.
+type OrderState = (Charges, Option<String>);
+
 /// Ledgers in memory (one process).
 #[derive(Clone, Default)]
-pub struct MemoryLedger(Arc<Mutex<HashMap<String, (Charges, Option<String>)>>>);
+pub struct MemoryLedger(Arc<Mutex<HashMap<String, OrderState>>>);
 
 impl Ledger for MemoryLedger {
     async fn enter(&self, order: &str, token: &str) -> Result<bool, BackendError> {
