@@ -36,7 +36,7 @@ fn runtime() -> tokio::runtime::Runtime {
 const TTL: Duration = Duration::from_secs(10);
 
 async fn palisade_once<L: Locker>(locks: &L) {
-    let guard = locks.try_lock(&name()).await.unwrap().unwrap();
+    let guard = locks.try_acquire(&name()).await.unwrap().unwrap();
     black_box(guard.release().await.unwrap());
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use palisade_core::BackendError;
 
 /// Why a lock operation failed. "Someone else holds it" is not an error of
-/// [`try_lock`](crate::Locker::try_lock) (that returns `Ok(None)`), only of the waiting forms.
+/// [`try_acquire`](crate::Locker::try_acquire) (that returns `Ok(None)`), only of the waiting forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {

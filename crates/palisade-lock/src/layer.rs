@@ -247,7 +247,7 @@ where
                 Ok(key) => format!("{}:{key}", config.namespace),
                 Err(error) => return Ok(responder.respond(&MissingKey(error))),
             };
-            let guard = match locker.lock(&name, config.wait).await {
+            let guard = match locker.acquire(&name, config.wait).await {
                 Ok(guard) => guard,
                 Err(LockError::Busy { .. }) => {
                     metrics::counter!("palisade_lock_requests_total", "outcome" => "locked")

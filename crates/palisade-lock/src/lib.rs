@@ -31,7 +31,7 @@
 //! Every guard is a [`LockGuard`]: a mandatory lease, a **watchdog** extending it every TTL/3,
 //! a **lost** signal when an extension finds the lock gone, and release on drop. The scoped
 //! form [`Locker::run`] cancels the protected work when the lock is lost;
-//! [`Locker::lock_all`] takes several locks in sorted order (no deadlock).
+//! [`Locker::acquire_all`] takes several locks in sorted order (no deadlock).
 //!
 //! # What a lock can promise
 //!

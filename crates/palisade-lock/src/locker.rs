@@ -8,19 +8,19 @@ use crate::{HeldLock, LockError, LockGuard};
 
 /// A lock backend: Redis, Redlock, PostgreSQL advisory locks or memory.
 ///
-/// Backends implement [`try_lock`](Self::try_lock); waiting with jittered backoff
-/// ([`lock`](Self::lock)), the scoped form ([`run`](Self::run)) and several names at once
-/// ([`lock_all`](Self::lock_all)) come with the trait.
+/// Backends implement [`try_acquire`](Self::try_acquire); waiting with jittered backoff
+/// ([`acquire`](Self::acquire)), the scoped form ([`run`](Self::run)) and several names at once
+/// ([`acquire_all`](Self::acquire_all)) come with the trait.
 pub trait Locker: Clone + Send + Sync + 'static {
     /// One attempt: the guard, or `Ok(None)` when someone else holds the lock.
-    fn try_lock(
+    fn try_acquire(
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<LockGuard>, LockError>> + Send;
 
-    /// Retries [`try_lock`](Self::try_lock) with jittered exponential backoff (from 5 ms, at
+    /// Retries [`try_acquire`](Self::try_acquire) with jittered exponential backoff (from 5 ms, at
     /// most 200 ms apart) for up to `wait`; still held → [`LockError::Busy`].
-    fn lock(
+    fn acquire(
         &self,
         name: &str,
         wait: Duration,
@@ -29,7 +29,7 @@ pub trait Locker: Clone + Send + Sync + 'static {
             let started = Instant::now();
             let mut ceiling = Duration::from_millis(5);
             loop {
-                if let Some(guard) = self.try_lock(name).await? {
+                if let Some(guard) = self.try_acquire(name).await? {
                     return Ok(guard);
                 }
                 let waited = started.elapsed();
@@ -79,7 +79,7 @@ pub trait Locker: Clone + Send + Sync + 'static {
         Fut: Future<Output = T> + Send,
     {
         async move {
-            let guard = self.lock(name, wait).await?;
+            let guard = self.acquire(name, wait).await?;
             let lost = guard.lost();
             let outcome = tokio::select! {
                 biased;
@@ -102,7 +102,7 @@ pub trait Locker: Clone + Send + Sync + 'static {
     /// Takes every lock in `names` — in sorted order, so two callers locking overlapping sets
     /// can never deadlock — waiting up to `wait` in all. On failure the locks already taken are
     /// released.
-    fn lock_all(
+    fn acquire_all(
         &self,
         names: &[&str],
         wait: Duration,
@@ -115,7 +115,7 @@ pub trait Locker: Clone + Send + Sync + 'static {
             let mut guards = Vec::with_capacity(sorted.len());
             for name in &sorted {
                 let left = wait.saturating_sub(started.elapsed());
-                match self.lock(name, left).await {
+                match self.acquire(name, left).await {
                     Ok(guard) => guards.push(guard),
                     Err(error) => {
                         for guard in guards {

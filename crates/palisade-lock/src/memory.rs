@@ -98,7 +98,7 @@ impl Held for MemoryHeld {
 }
 
 impl Locker for MemoryLock {
-    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
+    async fn try_acquire(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
         check_name(name)?;
         let now = Instant::now();
         let token = owner_token();

@@ -197,7 +197,7 @@ pub async fn held_advisory_locks(pool: &PgPool) -> Result<Vec<HeldAdvisoryLock>,
 /// use palisade_lock::{Locker, PgAdvisoryLock};
 ///
 /// let locks = PgAdvisoryLock::new(pool, "payments");
-/// let guard = locks.lock("order-123", Duration::from_secs(2)).await?;
+/// let guard = locks.acquire("order-123", Duration::from_secs(2)).await?;
 /// guard.release().await?;
 /// # Ok(()) }
 /// ```
@@ -370,13 +370,13 @@ impl Drop for PgHeld {
 }
 
 impl Locker for PgAdvisoryLock {
-    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
+    async fn try_acquire(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
         self.take(name, None).await
     }
 
     /// Waits in PostgreSQL's own lock queue (`lock_timeout`), first come first served,
     /// instead of polling.
-    async fn lock(&self, name: &str, wait: Duration) -> Result<LockGuard, LockError> {
+    async fn acquire(&self, name: &str, wait: Duration) -> Result<LockGuard, LockError> {
         match self.take(name, Some(wait)).await? {
             Some(guard) => Ok(guard),
             None => Err(LockError::Busy {

@@ -49,7 +49,7 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
 /// use palisade_lock::{Locker, RedisLock};
 ///
 /// let locks = RedisLock::new(client, Duration::from_secs(10));
-/// let guard = locks.lock("payment:order-123", Duration::from_secs(2)).await?;
+/// let guard = locks.acquire("payment:order-123", Duration::from_secs(2)).await?;
 /// let token = guard.fencing_token();
 /// // ... the critical section, passing `token` to every fenced write ...
 /// guard.release().await?;
@@ -192,7 +192,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Held for RedisHeld<C> {
 }
 
 impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
-    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
+    async fn try_acquire(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
         check_name(name)?;
         let inner = &self.inner;
         let key = self.key(name);

@@ -29,8 +29,8 @@ static SET_NX: std::sync::LazyLock<palisade_core::script::RedisScript> = std::sy
 /// timeout (default 50 ms, far below the TTL, so a dead or paused node costs at most that).
 /// The lock is held when a quorum of N/2+1 nodes granted it and time remains: validity =
 /// TTL − elapsed − drift, with drift = 1 % of the TTL + 2 ms. Otherwise it is released on
-/// **every** node (so no partial locks are left) and [`try_lock`](Locker::try_lock) returns
-/// `Ok(None)`; [`lock`](Locker::lock) retries after a random delay. Extension (the watchdog)
+/// **every** node (so no partial locks are left) and [`try_acquire`](Locker::try_acquire) returns
+/// `Ok(None)`; [`acquire`](Locker::acquire) retries after a random delay. Extension (the watchdog)
 /// and release are owner-checked scripts on every node; an extension holds when a quorum
 /// extended.
 ///
@@ -218,7 +218,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Held for RedlockHeld<C> {
 }
 
 impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for Redlock<C> {
-    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
+    async fn try_acquire(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
         check_name(name)?;
         let inner = &self.inner;
         let key = self.key(name);

@@ -114,7 +114,7 @@ async fn serialised_per_order_parallel_across_orders() {
 async fn fail_fast_is_409_with_retry_after() {
     let locks = MemoryLock::new(Duration::from_secs(10));
     let app = app(locks.clone(), Inside::default(), Duration::ZERO);
-    let held = locks.try_lock("order:o9").await.unwrap().unwrap();
+    let held = locks.try_acquire("order:o9").await.unwrap().unwrap();
     let (status, headers, body) = send(&app, request("o9")).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(headers["content-type"], "application/problem+json");
@@ -124,7 +124,7 @@ async fn fail_fast_is_409_with_retry_after() {
     held.release().await.unwrap();
     assert_eq!(send(&app, request("o9")).await.0, StatusCode::OK);
     // Released when the response was produced.
-    assert!(locks.try_lock("order:o9").await.unwrap().is_some());
+    assert!(locks.try_acquire("order:o9").await.unwrap().is_some());
 }
 
 #[tokio::test(start_paused = true)]

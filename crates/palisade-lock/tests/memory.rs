@@ -14,40 +14,40 @@ use palisade_lock::{LockError, Locker, MemoryLock};
 #[tokio::test(start_paused = true)]
 async fn one_holder_and_increasing_tokens() {
     let locks = MemoryLock::new(Duration::from_secs(10));
-    let a = locks.try_lock("x").await.unwrap().unwrap();
-    assert!(locks.try_lock("x").await.unwrap().is_none());
+    let a = locks.try_acquire("x").await.unwrap().unwrap();
+    assert!(locks.try_acquire("x").await.unwrap().is_none());
     assert!(
-        locks.try_lock("y").await.unwrap().is_some(),
+        locks.try_acquire("y").await.unwrap().is_some(),
         "other names are free"
     );
     assert_eq!(a.fencing_token(), Some(1));
     assert!(a.release().await.unwrap());
-    let b = locks.try_lock("x").await.unwrap().unwrap();
+    let b = locks.try_acquire("x").await.unwrap().unwrap();
     assert_eq!(b.fencing_token(), Some(2));
 }
 
 #[tokio::test(start_paused = true)]
 async fn lease_runs_out_without_the_watchdog_and_not_with_it() {
     let bare = MemoryLock::new(Duration::from_secs(3)).without_watchdog();
-    let held = bare.try_lock("x").await.unwrap().unwrap();
+    let held = bare.try_acquire("x").await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let next = bare.try_lock("x").await.unwrap().expect("lease ran out");
+    let next = bare.try_acquire("x").await.unwrap().expect("lease ran out");
     assert!(
         !held.release().await.unwrap(),
         "a stale release frees nothing"
     );
     assert!(
-        bare.try_lock("x").await.unwrap().is_none(),
+        bare.try_acquire("x").await.unwrap().is_none(),
         "the new holder keeps it"
     );
     drop(next);
 
     let watched = MemoryLock::new(Duration::from_secs(3));
-    let held = watched.try_lock("x").await.unwrap().unwrap();
+    let held = watched.try_acquire("x").await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(!held.is_lost());
     assert!(
-        watched.try_lock("x").await.unwrap().is_none(),
+        watched.try_acquire("x").await.unwrap().is_none(),
         "kept alive 10 TTLs"
     );
 }
@@ -55,21 +55,21 @@ async fn lease_runs_out_without_the_watchdog_and_not_with_it() {
 #[tokio::test(start_paused = true)]
 async fn waiting_and_busy() {
     let locks = MemoryLock::new(Duration::from_secs(10));
-    let held = locks.try_lock("x").await.unwrap().unwrap();
+    let held = locks.try_acquire("x").await.unwrap().unwrap();
     let err = locks
-        .lock("x", Duration::from_millis(500))
+        .acquire("x", Duration::from_millis(500))
         .await
         .unwrap_err();
     assert!(matches!(err, LockError::Busy { .. }), "{err}");
     let waiter = tokio::spawn({
         let locks = locks.clone();
-        async move { locks.lock("x", Duration::from_secs(5)).await }
+        async move { locks.acquire("x", Duration::from_secs(5)).await }
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
     held.release().await.unwrap();
     assert_eq!(waiter.await.unwrap().unwrap().fencing_token(), Some(2));
     assert!(matches!(
-        locks.try_lock("").await,
+        locks.try_acquire("").await,
         Err(LockError::InvalidName(_))
     ));
 }
@@ -77,9 +77,9 @@ async fn waiting_and_busy() {
 #[tokio::test(start_paused = true)]
 async fn dropped_guard_releases() {
     let locks = MemoryLock::new(Duration::from_secs(10));
-    drop(locks.try_lock("x").await.unwrap().unwrap());
+    drop(locks.try_acquire("x").await.unwrap().unwrap());
     tokio::task::yield_now().await;
-    assert!(locks.try_lock("x").await.unwrap().is_some());
+    assert!(locks.try_acquire("x").await.unwrap().is_some());
 }
 
 #[tokio::test(start_paused = true)]
@@ -125,7 +125,7 @@ async fn lock_all_never_deadlocks() {
         };
         tasks.push(tokio::spawn(async move {
             let guards = locks
-                .lock_all(&names, Duration::from_secs(60))
+                .acquire_all(&names, Duration::from_secs(60))
                 .await
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -137,14 +137,14 @@ async fn lock_all_never_deadlocks() {
     for task in tasks {
         task.await.unwrap();
     }
-    // A failed lock_all leaves nothing held.
-    let c = locks.try_lock("c").await.unwrap().unwrap();
+    // A failed acquire_all leaves nothing held.
+    let c = locks.try_acquire("c").await.unwrap().unwrap();
     assert!(
         locks
-            .lock_all(&["a", "b", "c"], Duration::from_millis(50))
+            .acquire_all(&["a", "b", "c"], Duration::from_millis(50))
             .await
             .is_err()
     );
-    assert!(locks.try_lock("a").await.unwrap().is_some());
+    assert!(locks.try_acquire("a").await.unwrap().is_some());
     drop(c);
 }

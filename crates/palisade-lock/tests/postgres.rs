@@ -28,11 +28,11 @@ async fn try_lock_contention_and_listing() {
     let pg = TestPostgres::connect().await;
     let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema);
     let other = PgAdvisoryLock::new(pg.another_pool(2).await, &pg.schema);
-    let guard = locks.try_lock("order-1").await.unwrap().unwrap();
-    assert!(other.try_lock("order-1").await.unwrap().is_none());
-    assert!(other.try_lock("order-2").await.unwrap().is_some());
+    let guard = locks.try_acquire("order-1").await.unwrap().unwrap();
+    assert!(other.try_acquire("order-1").await.unwrap().is_none());
+    assert!(other.try_acquire("order-2").await.unwrap().is_some());
     let err = other
-        .lock("order-1", Duration::from_millis(100))
+        .acquire("order-1", Duration::from_millis(100))
         .await
         .unwrap_err();
     assert!(matches!(err, LockError::Busy { .. }), "{err}");
@@ -42,17 +42,17 @@ async fn try_lock_contention_and_listing() {
             .any(|l| l.key == locks.key("order-1") && l.granted)
     );
     assert!(guard.release().await.unwrap());
-    assert!(other.try_lock("order-1").await.unwrap().is_some());
+    assert!(other.try_acquire("order-1").await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_lock_gets_it_when_released() {
     let pg = TestPostgres::connect().await;
     let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema);
-    let guard = locks.try_lock("w").await.unwrap().unwrap();
+    let guard = locks.try_acquire("w").await.unwrap().unwrap();
     let waiter = tokio::spawn({
         let locks = locks.clone();
-        async move { locks.lock("w", Duration::from_secs(10)).await }
+        async move { locks.acquire("w", Duration::from_secs(10)).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     guard.release().await.unwrap();
@@ -71,12 +71,12 @@ async fn dropped_guard_leaks_nothing_into_the_pool() {
     let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema);
     let observer = PgAdvisoryLock::new(pg.another_pool(1).await, &pg.schema);
     for _ in 0..5 {
-        let guard = locks.try_lock("dropped").await.unwrap().unwrap();
+        let guard = locks.try_acquire("dropped").await.unwrap().unwrap();
         drop(guard);
         // The pool's only connection must come back without the lock.
         let mut got = None;
         for _ in 0..100 {
-            got = observer.try_lock("dropped").await.unwrap();
+            got = observer.try_acquire("dropped").await.unwrap();
             if got.is_some() {
                 break;
             }
@@ -102,7 +102,7 @@ async fn session_lock_goes_with_its_connection() {
     let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema)
         .with_ping_interval(Duration::from_millis(50));
     let other = PgAdvisoryLock::new(pg.another_pool(2).await, &pg.schema);
-    let guard = locks.try_lock("killed").await.unwrap().unwrap();
+    let guard = locks.try_acquire("killed").await.unwrap().unwrap();
     let holder = held_advisory_locks(&pg.pool)
         .await
         .unwrap()
@@ -115,7 +115,7 @@ async fn session_lock_goes_with_its_connection() {
         .await
         .unwrap();
     assert!(
-        other.try_lock("killed").await.unwrap().is_some(),
+        other.try_acquire("killed").await.unwrap().is_some(),
         "released with the session"
     );
     tokio::time::timeout(Duration::from_secs(5), guard.lost())
@@ -162,10 +162,10 @@ async fn fencing_tokens_refuse_a_stale_writer() {
     let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema).with_fencing();
     locks.migrate().await.unwrap();
     locks.migrate().await.unwrap();
-    let a = locks.try_lock("acct").await.unwrap().unwrap();
+    let a = locks.try_acquire("acct").await.unwrap().unwrap();
     let ta = a.fencing_token().unwrap();
     a.release().await.unwrap();
-    let b = locks.try_lock("acct").await.unwrap().unwrap();
+    let b = locks.try_acquire("acct").await.unwrap().unwrap();
     let tb = b.fencing_token().unwrap();
     assert!(tb > ta);
     let mut tx = pg.pool.begin().await.unwrap();

@@ -27,7 +27,7 @@ async fn mutual_exclusion_across_four_clients() {
             tasks.push(tokio::spawn(async move {
                 for _ in 0..130 {
                     let guard = locks
-                        .lock("account-1", Duration::from_secs(30))
+                        .acquire("account-1", Duration::from_secs(30))
                         .await
                         .unwrap();
                     assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
@@ -57,7 +57,7 @@ async fn a_paused_holder_is_fenced_off() {
         .with_prefix(&redis.prefix)
         .without_watchdog();
     let resource = format!("{}:ledger", redis.prefix);
-    let a = locks.try_lock("order-9").await.unwrap().unwrap();
+    let a = locks.try_acquire("order-9").await.unwrap().unwrap();
     // A is paused past its lease: Redis expires the key (forced here rather than waited for).
     let _: () = redis
         .client
@@ -65,7 +65,7 @@ async fn a_paused_holder_is_fenced_off() {
         .await
         .unwrap();
     let b = locks
-        .try_lock("order-9")
+        .try_acquire("order-9")
         .await
         .unwrap()
         .expect("the lease ran out");
@@ -95,7 +95,7 @@ async fn a_paused_holder_is_fenced_off() {
     assert_eq!(value, "by b");
     // A's release does not free B's lock.
     assert!(!a.release().await.unwrap());
-    assert!(locks.try_lock("order-9").await.unwrap().is_none());
+    assert!(locks.try_acquire("order-9").await.unwrap().is_none());
     assert!(b.release().await.unwrap());
 }
 
@@ -104,11 +104,11 @@ async fn watchdog_keeps_the_lock_past_its_ttl() {
     let redis = TestRedis::connect().await;
     let locks =
         RedisLock::new(redis.client.clone(), Duration::from_millis(300)).with_prefix(&redis.prefix);
-    let guard = locks.try_lock("long").await.unwrap().unwrap();
+    let guard = locks.try_acquire("long").await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(!guard.is_lost());
     assert!(
-        locks.try_lock("long").await.unwrap().is_none(),
+        locks.try_acquire("long").await.unwrap().is_none(),
         "still held after 4 TTLs"
     );
     assert!(guard.release().await.unwrap());
@@ -119,7 +119,7 @@ async fn lost_signal_fires_on_flush_and_on_restart() {
     let mut node = RedisNode::start();
     let client = node.client().await;
     let locks = RedisLock::new(client, Duration::from_millis(300));
-    let guard = locks.try_lock("flushed").await.unwrap().unwrap();
+    let guard = locks.try_acquire("flushed").await.unwrap().unwrap();
     let flushed = std::process::Command::new("redis-cli")
         .args(["-p", &node.port().to_string(), "FLUSHALL"])
         .output()
@@ -130,7 +130,7 @@ async fn lost_signal_fires_on_flush_and_on_restart() {
         .expect("lost signal after a flush");
     assert!(guard.is_lost());
 
-    let guard = locks.try_lock("restarted").await.unwrap().unwrap();
+    let guard = locks.try_acquire("restarted").await.unwrap().unwrap();
     node.restart();
     tokio::time::timeout(Duration::from_secs(10), guard.lost())
         .await
@@ -167,7 +167,7 @@ async fn unreachable_redis_is_a_backend_error() {
     let locks = RedisLock::new(node.client().await, Duration::from_secs(1))
         .with_timeout(Duration::from_millis(100));
     node.kill();
-    let err = tokio::time::timeout(Duration::from_secs(3), locks.try_lock("x"))
+    let err = tokio::time::timeout(Duration::from_secs(3), locks.try_acquire("x"))
         .await
         .expect("never hangs")
         .unwrap_err();

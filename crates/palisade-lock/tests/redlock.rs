@@ -33,8 +33,8 @@ async fn survives_two_dead_nodes_of_five_and_fails_cleanly_with_three() {
     let (mut nodes, clients) = cluster(5).await;
     let locks = Redlock::new(clients.clone(), Duration::from_secs(5)).unwrap();
     assert_eq!(locks.quorum(), 3);
-    let guard = locks.try_lock("a").await.unwrap().unwrap();
-    assert!(locks.try_lock("a").await.unwrap().is_none());
+    let guard = locks.try_acquire("a").await.unwrap().unwrap();
+    assert!(locks.try_acquire("a").await.unwrap().is_none());
     assert_eq!(
         guard.fencing_token(),
         None,
@@ -45,15 +45,15 @@ async fn survives_two_dead_nodes_of_five_and_fails_cleanly_with_three() {
     nodes[0].kill();
     nodes[1].kill();
     let guard = locks
-        .try_lock("b")
+        .try_acquire("b")
         .await
         .unwrap()
         .expect("3 of 5 is a quorum");
-    assert!(locks.try_lock("b").await.unwrap().is_none());
+    assert!(locks.try_acquire("b").await.unwrap().is_none());
     guard.release().await.unwrap();
 
     nodes[2].kill();
-    let err = locks.try_lock("c").await.unwrap_err();
+    let err = locks.try_acquire("c").await.unwrap_err();
     assert!(matches!(err, LockError::Backend(_)), "{err}");
     // No node kept a partial lock.
     for client in &clients[3..] {
@@ -79,7 +79,7 @@ async fn contended_quorum_failure_leaves_no_partial_locks() {
             .await
             .unwrap();
     }
-    assert!(locks.try_lock("split").await.unwrap().is_none());
+    assert!(locks.try_acquire("split").await.unwrap().is_none());
     let exists: i64 = clients[2].exists(locks.key("split")).await.unwrap();
     assert_eq!(exists, 0, "the minority lock was released");
 }
@@ -91,7 +91,7 @@ async fn a_paused_node_costs_at_most_the_node_timeout() {
         .unwrap()
         .with_node_timeout(Duration::from_millis(100));
     nodes[4].pause();
-    let guard = tokio::time::timeout(Duration::from_secs(1), locks.try_lock("p"))
+    let guard = tokio::time::timeout(Duration::from_secs(1), locks.try_acquire("p"))
         .await
         .expect("not delayed past the per-node timeout")
         .unwrap()
@@ -115,7 +115,7 @@ async fn mutual_exclusion_across_three_clients() {
             let (locks, inside) = (locks.clone(), inside.clone());
             tasks.push(tokio::spawn(async move {
                 for _ in 0..40 {
-                    let guard = locks.lock("r", Duration::from_secs(30)).await.unwrap();
+                    let guard = locks.acquire("r", Duration::from_secs(30)).await.unwrap();
                     assert!(!inside.swap(true, Ordering::SeqCst), "two holders");
                     tokio::task::yield_now().await;
                     inside.store(false, Ordering::SeqCst);
