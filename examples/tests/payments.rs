@@ -410,3 +410,62 @@ open = "1s"
     assert_eq!(ready.status, StatusCode::OK);
     let _ = std::fs::remove_file(config);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_bulkhead_is_503_and_not_an_upstream_failure() {
+    let config = std::env::temp_dir().join(format!("{}.toml", unique("payments-bulkhead")));
+    std::fs::write(
+        &config,
+        r#"
+[quote]
+concurrency = 1
+queue = 0
+attempts = 1
+attempt_timeout = "3s"
+[quote.breaker]
+name = "upstream"
+window = { calls = 4 }
+minimum_calls = 2
+failure_rate = 0.5
+"#,
+    )
+    .unwrap();
+    let app = Instance::start(&[("PAYMENTS_CONFIG", config.display().to_string())]).await;
+    let body = r#"{"fail_rate": 0.0, "latency_ms": 800}"#;
+    let set = send(
+        Method::PUT,
+        &app.url("/upstream/behaviour"),
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::NO_CONTENT);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = app.url("/quote");
+        tasks.push(tokio::spawn(async move {
+            send(Method::GET, &url, &[], "").await
+        }));
+    }
+    let (mut ok, mut full) = (0, 0);
+    for task in tasks {
+        let reply = task.await.unwrap();
+        match reply.status {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                reply.assert_problem(503);
+                assert!(reply.headers.contains_key("retry-after"));
+                full += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok >= 1 && full >= 1, "ok {ok}, full {full}");
+    // The bulkhead's refusals said nothing about the upstream: the breaker stayed closed.
+    let resilience = send(Method::GET, &app.url("/resilience"), &[], "")
+        .await
+        .json();
+    assert_eq!(resilience["breakers"][0]["state"], "closed");
+    assert_eq!(resilience["bulkheads"][0]["limit"], 1);
+    let _ = std::fs::remove_file(config);
+}
