@@ -168,7 +168,8 @@ where
                     let waited = started.elapsed();
                     match config.in_flight {
                         InFlight::Wait(max) if waited < max => {
-                            tokio::time::sleep(pause.min(max - waited).min(lease_left)).await;
+                            let nap = pause.min(max - waited).min(lease_left);
+                            tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
                             pause = (pause * 2).min(Duration::from_millis(250));
                         }
                         _ => {
