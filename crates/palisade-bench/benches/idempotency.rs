@@ -16,9 +16,11 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::Full;
+use palisade_core::key::Key;
 use palisade_idempotency::{
-    DualStore, IdempotencyLayer, IdempotencyStore, InnerBody, MemoryStore, PostgresStore,
-    RedisStore,
+    DualStore, Fingerprint, IdempotencyLayer, IdempotencyStore, InnerBody, MemoryStore,
+    PostgresStore, RedisStore, StoredResponse,
+    store::{Owner, RecordKey},
 };
 use palisade_testkit::{TestPostgres, TestRedis};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -134,6 +136,52 @@ fn benches(c: &mut Criterion) {
                     black_box(svc.ready().await.unwrap().call(req).await.unwrap());
                 }
                 started.elapsed()
+            })
+        })
+    });
+    // The parts of the in-memory path, alone.
+    let (parts, _) = request(None).into_parts();
+    let body = br#"{"amount_cents":500,"currency":"EUR"}"#;
+    let fingerprint = Fingerprint::default();
+    c.bench_function("idempotency part: fingerprint", |b| {
+        b.iter(|| black_box(fingerprint.compute(&parts, body)))
+    });
+    c.bench_function("idempotency part: record key", |b| {
+        b.iter(|| black_box(RecordKey::new("default", &Key::Global, "/payments", "k-1")))
+    });
+    let memory = MemoryStore::new();
+    let key = RecordKey::new("default", &Key::Global, "/payments", "k-1");
+    let owner = Owner::unique();
+    rt.block_on(async {
+        memory
+            .claim(&key, "fp", &owner, std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        let stored = StoredResponse {
+            status: http::StatusCode::CREATED,
+            headers: http::HeaderMap::new(),
+            body: Bytes::from_static(b"{}"),
+            trailers: None,
+        };
+        memory
+            .complete(
+                &key,
+                &owner,
+                stored.encode(),
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+    });
+    c.bench_function("idempotency part: memory claim (completed)", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                black_box(
+                    memory
+                        .claim(&key, "fp", &owner, std::time::Duration::from_secs(60))
+                        .await
+                        .unwrap(),
+                )
             })
         })
     });

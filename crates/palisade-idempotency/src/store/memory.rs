@@ -28,7 +28,9 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     records: HashMap<RecordKey, Record>,
-    writes_since_sweep: usize,
+    // Expired records are dropped when the map reaches this size (then it doubles from what
+    // is left): amortised O(1) per insert, memory bounded by twice the live records.
+    sweep_at: usize,
 }
 
 #[derive(Debug)]
@@ -78,7 +80,6 @@ impl MemoryStore {
     ) -> Claim {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.sweep(now);
         let failures = match inner.records.get(key) {
             Some(record) if record.expires_at > now => match &record.state {
                 State::Released => record.failures,
@@ -92,6 +93,7 @@ impl MemoryStore {
             },
             _ => 0,
         };
+        inner.sweep(now);
         inner.records.insert(
             key.clone(),
             Record {
@@ -124,12 +126,11 @@ impl MemoryStore {
 }
 
 impl Inner {
-    // Drops expired records once every 1024 writes, so memory stays bounded by the live ones.
+    // Before an insert: once the map has doubled since the last sweep, drop expired records.
     fn sweep(&mut self, now: Instant) {
-        self.writes_since_sweep += 1;
-        if self.writes_since_sweep >= 1024 {
-            self.writes_since_sweep = 0;
+        if self.records.len() >= self.sweep_at.max(1024) {
             self.records.retain(|_, r| r.expires_at > now);
+            self.sweep_at = self.records.len() * 2;
         }
     }
 }
@@ -183,5 +184,33 @@ impl IdempotencyStore for MemoryStore {
         Ok(self
             .with_owned(key, owner, |record, now| record.expires_at = now + lease)
             .is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_records_are_swept_and_memory_stays_bounded() {
+        let store = MemoryStore::new();
+        let key = |i: usize| RecordKey::message("sweep", &i.to_string());
+        for i in 0..5000 {
+            store.claim_now(&key(i), "", &Owner::unique(), Duration::from_secs(1));
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for i in 5000..10_000 {
+            store.claim_now(&key(i), "", &Owner::unique(), Duration::from_secs(1));
+        }
+        assert!(
+            store.len() <= 2 * 5000 + 1024,
+            "{} records kept",
+            store.len()
+        );
+        // Replays never insert, so they never pay for a sweep.
+        assert!(matches!(
+            store.claim_now(&key(9999), "", &Owner::unique(), Duration::from_secs(1)),
+            Claim::InFlight { .. }
+        ));
     }
 }
