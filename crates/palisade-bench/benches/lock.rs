@@ -127,6 +127,22 @@ fn benches(c: &mut Criterion) {
         single.clone(),
         rslock::LockManager::new(vec![url.clone()]),
     );
+    let pool = rt.block_on(async {
+        use fred::interfaces::ClientLike;
+        let config = fred::types::config::Config::from_url(&url).unwrap();
+        let pool = fred::types::Builder::from_config(config)
+            .build_pool(2)
+            .unwrap();
+        pool.init().await.unwrap();
+        pool
+    });
+    bench_pair(
+        c,
+        &rt,
+        "1 node, fred pool of 2",
+        RedisLock::new(pool, TTL).with_prefix(&redis.prefix),
+        rslock::LockManager::new(vec![url.clone()]),
+    );
     bench_pair(
         c,
         &rt,
