@@ -115,10 +115,59 @@ fn bench_pair<L: Locker>(
     });
 }
 
+/// One bare `SET` per call: what each Redis client costs on its own.
+fn raw_clients(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    fred_client: &fred::clients::Client,
+    url: &str,
+) {
+    use fred::interfaces::KeysInterface;
+    let redis_rs = rt.block_on(async {
+        redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    });
+    c.bench_function("client: fred SET", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let _: () = fred_client
+                        .set("bench:raw", "v", None, None, false)
+                        .await
+                        .unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
+    c.bench_function("client: redis-rs SET", |b| {
+        b.iter_custom(|iters| {
+            let mut con = redis_rs.clone();
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let _: () = redis::cmd("SET")
+                        .arg("bench:raw")
+                        .arg("v")
+                        .query_async(&mut con)
+                        .await
+                        .unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
+}
+
 fn benches(c: &mut Criterion) {
     let rt = runtime();
     let redis = rt.block_on(TestRedis::connect());
     let url = palisade_testkit::redis_url();
+    raw_clients(c, &rt, &redis.client, &url);
     let single = RedisLock::new(redis.client.clone(), TTL).with_prefix(&redis.prefix);
     bench_pair(
         c,
