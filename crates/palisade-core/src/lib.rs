@@ -9,6 +9,7 @@
 //! - [`script`] (feature `redis`): one `EVALSHA` per decision, reloaded on `NOSCRIPT`, bounded
 //!   by a timeout;
 //! - [`OnBackendError`]: fail open or fail closed when the backend cannot decide;
+//! - [`token`]: owner tokens for claims and locks;
 //! - [`responder`]: rejections as typed values, rendered as RFC 9457 problem+json or (feature
 //!   `grpc`) as `tonic::Status`.
 //!
@@ -40,6 +41,7 @@ pub mod redis_key;
 pub mod responder;
 #[cfg(feature = "redis")]
 pub mod script;
+pub mod token;
 
 pub use backend::{BackendError, OnBackendError};
 pub use problem::ProblemDetails;

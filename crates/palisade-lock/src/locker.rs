@@ -136,7 +136,7 @@ pub(crate) fn random_unit() -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// A random owner token (128 bits, hex).
+/// An owner token unique across processes.
 pub(crate) fn owner_token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    palisade_core::token::unique_token()
 }

@@ -77,14 +77,11 @@ impl RecordKey {
 pub struct Owner(String);
 
 impl Owner {
-    /// A fresh token, unique across processes: 128 random bits drawn once per process, and a
-    /// counter. Tokens never leave the server, so they need to be unique, not unguessable.
+    /// A fresh token, unique across processes
+    /// ([`unique_token`](palisade_core::token::unique_token)). Tokens never leave the server,
+    /// so they need to be unique, not unguessable.
     pub fn unique() -> Owner {
-        static PROCESS: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Owner(format!("{}-{n:x}", *PROCESS))
+        Owner(palisade_core::token::unique_token())
     }
 
     /// The token.
