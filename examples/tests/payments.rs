@@ -469,3 +469,27 @@ failure_rate = 0.5
     assert_eq!(resilience["bulkheads"][0]["limit"], 1);
     let _ = std::fs::remove_file(config);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_toml_configures_every_route() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/payments.toml");
+    let app = Instance::start(&[("PAYMENTS_CONFIG", path.to_owned())]).await;
+    let resilience = send(Method::GET, &app.url("/resilience"), &[], "")
+        .await
+        .json();
+    let policy = resilience["rate_limits"][0]["policy"].as_str().unwrap();
+    assert!(
+        policy.contains("\"burst\";q=20") && policy.contains("\"daily\";q=10000"),
+        "{policy}"
+    );
+    assert_eq!(resilience["bulkheads"][0]["limit"], 8);
+    assert_eq!(resilience["breakers"][0]["name"], "upstream");
+    let paid = pay(&app, "toml-1", "k", "t-1", BODY, 0).await;
+    assert_eq!(paid.status, StatusCode::CREATED);
+    assert!(
+        paid.headers["ratelimit-policy"]
+            .to_str()
+            .unwrap()
+            .contains("daily")
+    );
+}

@@ -18,6 +18,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The seed's `async with RedisLock(redis, "payment:order-123")`, in Rust — one expression,
+//! released on every path, the work cancelled if the lock is lost:
+//!
+//! ```no_run
+//! # async fn demo(redis: fred::clients::Client) -> Result<(), palisade_lock::LockError> {
+//! use std::time::Duration;
+//! use palisade_lock::{Locker, RedisLock};
+//!
+//! RedisLock::new(redis, Duration::from_secs(10))
+//!     .run("payment:order-123", Duration::from_secs(2), |lock| async move {
+//!         // charge the order, passing lock.fencing_token to the ledger
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Backends
 //!
 //! | backend | feature | fencing tokens | survives | notes |
