@@ -381,3 +381,45 @@ async fn invalid_table_names_are_refused() {
             .is_ok()
     );
 }
+
+async fn slow_pay(State(calls): State<Calls>) -> (StatusCode, String) {
+    let n = calls.0.fetch_add(1, Ordering::SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    (StatusCode::CREATED, format!("{{\"slow_payment\":{n}}}"))
+}
+
+/// A duplicate arriving at another instance while the first still runs waits for it and gets
+/// its response, when the layer is told to wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_duplicates_across_instances_get_the_replay() {
+    let redis = TestRedis::connect().await;
+    let calls = Calls::default();
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::new(redis.another_client().await).with_prefix(&redis.prefix);
+        apps.push(
+            Router::new()
+                .route("/pay", post(slow_pay))
+                .route_layer(
+                    IdempotencyLayer::new(store)
+                        .scope(Header::new("x-api-key"))
+                        .wait_for_in_flight(Duration::from_secs(10)),
+                )
+                .with_state(calls.clone()),
+        );
+    }
+    let first = tokio::spawn({
+        let app = apps[0].clone();
+        async move { send(&app, request("wait")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, replayed, body) = send(&apps[1], request("wait")).await;
+    let (first_status, _, first_body) = first.await.unwrap();
+    assert_eq!(
+        (status, first_status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert!(replayed, "the waiter got the stored response");
+    assert_eq!(body, first_body);
+    assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+}
