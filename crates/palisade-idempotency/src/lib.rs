@@ -67,8 +67,8 @@
 //! # Metrics
 //!
 //! `palisade_idempotency_requests_total{outcome}` with outcome `executed`, `replayed`,
-//! `in_flight`, `key_reused`, `bad_request`, `bypassed`, `not_stored`, `failed`,
-//! `backend_error`; `palisade_idempotency_fast_store_errors_total` (dual store);
+//! `in_flight`, `key_reused`, `not_replayable`, `bad_request`, `bypassed`, `not_stored`,
+//! `failed`, `backend_error`; `palisade_idempotency_fast_store_errors_total` (dual store);
 //! `palisade_backend_errors_total{layer="idempotency"}` from the backend policy.
 //!
 //! # Features

@@ -141,7 +141,7 @@ where
         let caller = match self.scope.extract(&RequestHead::from(&parts)) {
             Ok(caller) => caller,
             Err(error) => {
-                count("bad_key");
+                count("bad_request");
                 return Ok(self.responder.respond(&MissingKey(error)));
             }
         };
