@@ -113,7 +113,7 @@ impl LockGuard {
     pub async fn extend(&self) -> Result<bool, LockError> {
         let extended = self.held.extend().await?;
         if !extended {
-            self.lost.cancel();
+            mark_lost(&self.lost, &self.name);
         }
         Ok(extended)
     }
@@ -169,7 +169,14 @@ async fn keep_alive(held: Arc<dyn Held>, ttl: Duration, lost: CancellationToken,
             }
         }
     }
-    tracing::warn!(target: "palisade::lock", lock = %name, "lock lost");
-    metrics::counter!("palisade_lock_lost_total").increment(1);
-    lost.cancel();
+    mark_lost(&lost, &name);
+}
+
+// Signals the loss once: the first to notice logs and counts it.
+fn mark_lost(lost: &CancellationToken, name: &str) {
+    if !lost.is_cancelled() {
+        tracing::warn!(target: "palisade::lock", lock = %name, "lock lost");
+        metrics::counter!("palisade_lock_lost_total").increment(1);
+        lost.cancel();
+    }
 }

@@ -7,6 +7,7 @@
 //!   (SIGSTOP) / resume (SIGCONT) and restart, for outage tests.
 //! - [`RedisCluster`]: three private masters joined with `redis-cli --cluster create`.
 //! - [`FaultProxy`]: a TCP proxy that can add latency, drop connections or black-hole them.
+//! - [`metrics::Recording`]: a recorder keeping every counter and gauge, for metric tests.
 //! - `TestPostgres` (feature `postgres`): a pool on the shared PostgreSQL at `DATABASE_URL`
 //!   whose connections use a schema created for the test alone.
 //!
@@ -17,6 +18,7 @@
 //! # }
 //! ```
 
+pub mod metrics;
 mod node;
 #[cfg(feature = "postgres")]
 mod postgres;
