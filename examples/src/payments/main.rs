@@ -140,8 +140,21 @@ async fn main() {
 
     tracing::info!(%addr, "payments listening");
     println!("payments listening on http://{addr}");
+    // Ctrl-C, or SIGTERM from a container runtime: stop accepting, finish what is running.
     let shutdown = async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
     };
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
