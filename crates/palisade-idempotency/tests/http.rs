@@ -500,3 +500,40 @@ proptest::proptest! {
         });
     }
 }
+
+/// A tower error from the inner service (not a response) releases the key: the retry runs.
+#[tokio::test(start_paused = true)]
+async fn inner_service_errors_release_the_key() {
+    use std::sync::atomic::AtomicBool;
+    use tower::Layer;
+
+    let fail = Arc::new(AtomicBool::new(true));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new()).layer(tower::service_fn({
+        let (fail, runs) = (fail.clone(), runs.clone());
+        move |_req: Request<_>| {
+            let (fail, runs) = (fail.clone(), runs.clone());
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                if fail.load(Ordering::SeqCst) {
+                    Err(std::io::Error::other("connection reset"))
+                } else {
+                    Ok(Response::new(Body::from("done")))
+                }
+            }
+        }
+    }));
+    let req = || {
+        Request::post("/pay")
+            .header("idempotency-key", "e")
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert!(svc.clone().oneshot(req()).await.is_err());
+    fail.store(false, Ordering::SeqCst);
+    let response = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let replay = svc.oneshot(req()).await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
