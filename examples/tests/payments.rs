@@ -493,3 +493,23 @@ async fn the_shipped_toml_configures_every_route() {
             .contains("daily")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_started_while_redis_is_down_recovers_when_it_returns() {
+    let mut node = RedisNode::start();
+    node.kill();
+    let app = Instance::start(&[("REDIS_URL", node.url())]).await;
+    pay(&app, "o", "k", "down", BODY, 0)
+        .await
+        .assert_problem(503);
+    node.restart();
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..100 {
+        status = pay(&app, "o", "k", "down", BODY, 0).await.status;
+        if status == StatusCode::CREATED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::CREATED, "recovered without a restart");
+}

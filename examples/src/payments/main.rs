@@ -168,10 +168,13 @@ async fn main() {
 /// A client that reconnects on its own (every 100 ms) and never waits long for an answer: the
 /// layers' own timeouts decide, and Redis returning is picked up without a restart.
 async fn connect_redis(url: &str) -> fred::clients::Client {
-    let config = Config::from_url(url).unwrap_or_else(|e| {
+    let mut config = Config::from_url(url).unwrap_or_else(|e| {
         eprintln!("payments: REDIS_URL={url}: {e}");
         std::process::exit(2);
     });
+    // Retry the first connection too: an instance started while Redis is down answers 503
+    // (fail closed) and recovers when Redis comes up, without a restart.
+    config.fail_fast = false;
     let client = Builder::from_config(config)
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_millis(500);
