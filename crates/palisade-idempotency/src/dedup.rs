@@ -5,7 +5,7 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 use bytes::Bytes;
 use palisade_core::BackendError;
 
-use crate::store::{Claim, IdempotencyStore, Owner, RecordKey};
+use crate::store::{Claim, IdempotencyStore, Owner, RecordKey, renew_while};
 
 const DONE: &[u8] = b"done";
 const DEAD: &[u8] = b"dead-lettered";
@@ -159,25 +159,7 @@ impl<S: IdempotencyStore> Deduplicator<S> {
             Claim::InFlight { .. } => return Ok(Processed::InProgress),
             Claim::Completed(_) | Claim::Mismatch => return Ok(Processed::Duplicate),
         }
-        let outcome = {
-            let work = std::pin::pin!(handler());
-            let mut ticks = tokio::time::interval_at(
-                tokio::time::Instant::now() + self.lease / 3,
-                self.lease / 3,
-            );
-            let mut work = work;
-            loop {
-                tokio::select! {
-                    biased;
-                    outcome = &mut work => break outcome,
-                    _ = ticks.tick() => {
-                        if let Err(error) = self.store.renew(&key, &owner, self.lease).await {
-                            tracing::warn!(target: "palisade::idempotency", %error, "could not renew a message claim");
-                        }
-                    }
-                }
-            }
-        };
+        let outcome = renew_while(&self.store, &key, &owner, self.lease, handler()).await;
         match outcome {
             Ok(value) => {
                 self.store

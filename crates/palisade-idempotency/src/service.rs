@@ -28,7 +28,7 @@ use crate::{
     header::{IDEMPOTENT_REPLAYED, KeyProblem, idempotency_key},
     layer::{Config, InFlight},
     record::{NOT_KEPT, StoredResponse},
-    store::{Claim, IdempotencyStore, Owner, RecordKey},
+    store::{Claim, IdempotencyStore, Owner, RecordKey, renew_while},
 };
 
 /// The request body the inner service receives: the buffered body, or the original one when
@@ -180,11 +180,10 @@ where
                     }
                 }
                 Err(error) => {
+                    count("backend_error");
                     return if config.on_backend_error.apply("idempotency", &error) {
-                        count("backend_error");
                         self.pass(parts, Either::Left(Full::new(body))).await
                     } else {
-                        count("backend_error");
                         Ok(self.responder.respond(&BackendUnavailable {
                             layer: "idempotency",
                             source: error,
@@ -205,7 +204,15 @@ where
         let call = self
             .inner
             .call(Request::from_parts(parts, Either::Left(Full::new(body))));
-        let response = match guard.renew_while(call, config.lease).await {
+        let response = match renew_while(
+            &guard.store,
+            &guard.record,
+            &guard.owner,
+            config.lease,
+            call,
+        )
+        .await
+        {
             Ok(response) => response,
             Err(error) => {
                 count("failed");
@@ -275,49 +282,47 @@ where
     ResB: Body<Data = Bytes> + Unpin + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    {
-        let (head, body) = response.into_parts();
-        let storable = if head.status.is_server_error() || grpc_failed(&head.headers) {
-            false
-        } else if head.status.is_client_error() {
-            config.store_client_errors
-        } else {
-            true
-        };
-        if !storable {
-            count("not_stored");
-            guard.release().await;
-            return Response::from_parts(head, IdempotencyBody::streaming(body));
-        }
-        match collect_limited(body, config.max_response_body).await {
-            Collected::Whole { data, trailers } => {
-                if trailers.as_ref().is_some_and(grpc_failed) {
-                    count("not_stored");
-                    guard.release().await;
-                } else {
-                    let stored = StoredResponse {
-                        status: head.status,
-                        headers: kept_headers(&head.headers, config),
-                        body: data.clone(),
-                        trailers: trailers.clone(),
-                    };
-                    guard.complete(stored.encode()).await;
-                }
-                Response::from_parts(head, IdempotencyBody::buffered(data, trailers))
-            }
-            Collected::TooLarge { prefix, rest } => {
-                tracing::warn!(
-                    target: "palisade::idempotency",
-                    limit = config.max_response_body,
-                    "response too large to keep; retries with this key will get 409"
-                );
-                guard.complete(Bytes::from_static(NOT_KEPT)).await;
-                Response::from_parts(head, IdempotencyBody::prefixed(prefix, rest))
-            }
-            Collected::Failed(error) => {
+    let (head, body) = response.into_parts();
+    let storable = if head.status.is_server_error() || grpc_failed(&head.headers) {
+        false
+    } else if head.status.is_client_error() {
+        config.store_client_errors
+    } else {
+        true
+    };
+    if !storable {
+        count("not_stored");
+        guard.release().await;
+        return Response::from_parts(head, IdempotencyBody::streaming(body));
+    }
+    match collect_limited(body, config.max_response_body).await {
+        Collected::Whole { data, trailers } => {
+            if trailers.as_ref().is_some_and(grpc_failed) {
+                count("not_stored");
                 guard.release().await;
-                Response::from_parts(head, IdempotencyBody::failed(error))
+            } else {
+                let stored = StoredResponse {
+                    status: head.status,
+                    headers: kept_headers(&head.headers, config),
+                    body: data.clone(),
+                    trailers: trailers.clone(),
+                };
+                guard.complete(stored.encode()).await;
             }
+            Response::from_parts(head, IdempotencyBody::buffered(data, trailers))
+        }
+        Collected::TooLarge { prefix, rest } => {
+            tracing::warn!(
+                target: "palisade::idempotency",
+                limit = config.max_response_body,
+                "response too large to keep; retries with this key will get 409"
+            );
+            guard.complete(Bytes::from_static(NOT_KEPT)).await;
+            Response::from_parts(head, IdempotencyBody::prefixed(prefix, rest))
+        }
+        Collected::Failed(error) => {
+            guard.release().await;
+            Response::from_parts(head, IdempotencyBody::failed(error))
         }
     }
 }
@@ -333,30 +338,6 @@ struct ClaimGuard<S: IdempotencyStore> {
 }
 
 impl<S: IdempotencyStore> ClaimGuard<S> {
-    async fn renew_while<F: Future>(&self, call: F, lease: Duration) -> F::Output {
-        let every = lease / 3;
-        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-        let mut call = std::pin::pin!(call);
-        loop {
-            tokio::select! {
-                biased;
-                output = &mut call => return output,
-                _ = ticks.tick() => match self.store.renew(&self.record, &self.owner, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(
-                        target: "palisade::idempotency",
-                        "lease lost while the request runs; a retry may run it again"
-                    ),
-                    Err(error) => tracing::warn!(
-                        target: "palisade::idempotency",
-                        %error,
-                        "could not renew the lease"
-                    ),
-                },
-            }
-        }
-    }
-
     async fn complete(mut self, response: Bytes) {
         self.armed = false;
         match self

@@ -149,3 +149,35 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 }
+
+/// Runs `work` while renewing `owner`'s claim on `key` every third of `lease`; a failed or lost
+/// renewal is logged (the work goes on: stopping it half-way could leave it half done).
+pub(crate) async fn renew_while<S: IdempotencyStore, F: Future>(
+    store: &S,
+    key: &RecordKey,
+    owner: &Owner,
+    lease: Duration,
+    work: F,
+) -> F::Output {
+    let every = lease / 3;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut work => return output,
+            _ = ticks.tick() => match store.renew(key, owner, lease).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    target: "palisade::idempotency",
+                    "lease lost while the work runs; a retry may run it again"
+                ),
+                Err(error) => tracing::warn!(
+                    target: "palisade::idempotency",
+                    %error,
+                    "could not renew the lease"
+                ),
+            },
+        }
+    }
+}
