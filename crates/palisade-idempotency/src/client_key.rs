@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::fingerprint::hex;
+use crate::{fingerprint::hex, json};
 
 /// A key for `action` on `entity_id` with optional parameters: the first 32 lowercase hex
 /// characters of SHA-256 over `"{entity_id}:{action}"`, followed — when `params` is given — by
@@ -32,69 +32,10 @@ pub fn idempotency_key_for(entity_id: &str, action: &str, params: Option<&Value>
     let mut content = format!("{entity_id}:{action}");
     if let Some(params) = params {
         content.push(':');
-        write_python_json(params, &mut content);
+        json::write_sorted(params, json::PYTHON, &mut content);
     }
     let digest = Sha256::digest(content.as_bytes());
     hex(&digest[..16])
-}
-
-fn write_python_json(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => write_python_string(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            // Python sorts str keys by code point; Rust's str order (UTF-8 bytes) is the same.
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python_string(k, out);
-                out.push_str(": ");
-                write_python_json(v, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-// json.dumps with ensure_ascii=True.
-fn write_python_string(s: &str, out: &mut String) {
-    use std::fmt::Write;
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

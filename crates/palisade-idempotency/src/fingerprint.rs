@@ -7,6 +7,8 @@ use http::{HeaderName, request::Parts};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::json;
+
 /// How the request fingerprint is computed: SHA-256 over the method, the path and query, any
 /// selected headers, and the body (its bytes, or its canonical JSON form).
 ///
@@ -85,38 +87,8 @@ impl Fingerprint {
 fn canonical(body: &[u8]) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let mut out = String::with_capacity(body.len());
-    write_canonical(&value, &mut out);
+    json::write_sorted(&value, json::CANONICAL, &mut out);
     Some(out)
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(v, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

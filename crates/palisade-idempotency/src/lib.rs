@@ -82,6 +82,7 @@ mod client_key;
 pub mod dedup;
 mod fingerprint;
 pub mod header;
+mod json;
 mod layer;
 mod record;
 mod rejection;
