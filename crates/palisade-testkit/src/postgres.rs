@@ -66,18 +66,7 @@ impl TestPostgres {
             .await
             .expect("create the test schema");
         admin.close().await;
-        let search_path = schema.clone();
-        let pool = PgPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _| {
-                let set = format!("SET search_path TO {search_path}");
-                Box::pin(async move {
-                    conn.execute(set.as_str()).await?;
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+        let pool = schema_pool(options, &schema, max)
             .await
             .expect("connect the test pool");
         TestPostgres { pool, schema }
@@ -85,21 +74,32 @@ impl TestPostgres {
 
     /// A second, independent pool on the same schema (as another service instance would have).
     pub async fn another_pool(&self, max: u32) -> PgPool {
-        let search_path = self.schema.clone();
-        PgPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _| {
-                let set = format!("SET search_path TO {search_path}");
-                Box::pin(async move {
-                    conn.execute(set.as_str()).await?;
-                    Ok(())
-                })
-            })
-            .connect(&database_url())
+        let options: PgConnectOptions = database_url().parse().expect("DATABASE_URL");
+        schema_pool(options, &self.schema, max)
             .await
             .expect("connect a second test pool")
     }
+}
+
+// A pool whose every connection works in `schema`.
+async fn schema_pool(
+    options: PgConnectOptions,
+    schema: &str,
+    max: u32,
+) -> Result<PgPool, sqlx::Error> {
+    let search_path = schema.to_owned();
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _| {
+            let set = format!("SET search_path TO {search_path}");
+            Box::pin(async move {
+                conn.execute(set.as_str()).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
 }
 
 async fn drop_stale_schemas(admin: &PgPool, now: u64) {
