@@ -45,6 +45,39 @@ async fn rslock_once(manager: &rslock::LockManager) {
     manager.unlock(&lock).await;
 }
 
+/// One acquire+release after another, then 16 at once on distinct names (time per operation).
+fn bench_one<F, Fut>(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, once: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    c.bench_function(&format!("{name} acquire+release"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    once().await;
+                }
+                started.elapsed()
+            })
+        })
+    });
+    c.bench_function(&format!("{name} 16 concurrent"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = (0..16).map(|_| tokio::spawn(once.clone()())).collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                }
+                started.elapsed() / 16
+            })
+        })
+    });
+}
+
 fn bench_pair<L: Locker>(
     c: &mut Criterion,
     rt: &tokio::runtime::Runtime,
@@ -53,65 +86,13 @@ fn bench_pair<L: Locker>(
     rslock: rslock::LockManager,
 ) {
     let rslock = std::sync::Arc::new(rslock);
-    c.bench_function(&format!("lock {label}: palisade acquire+release"), |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    palisade_once(&palisade).await;
-                }
-                started.elapsed()
-            })
-        })
+    bench_one(c, rt, &format!("lock {label}: palisade"), move || {
+        let locks = palisade.clone();
+        async move { palisade_once(&locks).await }
     });
-    c.bench_function(&format!("lock {label}: rslock acquire+release"), |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    rslock_once(&rslock).await;
-                }
-                started.elapsed()
-            })
-        })
-    });
-    c.bench_function(&format!("lock {label}: palisade 16 concurrent"), |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    let tasks: Vec<_> = (0..16)
-                        .map(|_| {
-                            let locks = palisade.clone();
-                            tokio::spawn(async move { palisade_once(&locks).await })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.unwrap();
-                    }
-                }
-                started.elapsed() / 16
-            })
-        })
-    });
-    c.bench_function(&format!("lock {label}: rslock 16 concurrent"), |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    let tasks: Vec<_> = (0..16)
-                        .map(|_| {
-                            let manager = rslock.clone();
-                            tokio::spawn(async move { rslock_once(&manager).await })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.unwrap();
-                    }
-                }
-                started.elapsed() / 16
-            })
-        })
+    bench_one(c, rt, &format!("lock {label}: rslock"), move || {
+        let manager = rslock.clone();
+        async move { rslock_once(&manager).await }
     });
 }
 
