@@ -16,7 +16,6 @@
 
 use std::{convert::Infallible, future::Future, pin::Pin, task::Poll, time::Duration};
 
-use bytes::{Buf, BufMut};
 use palisade::{
     breaker::{
         BreakerPolicy, CircuitBreaker, CircuitBreakerLayer, GrpcFailures, OpenDuration, Respond,
@@ -25,53 +24,10 @@ use palisade::{
     key::Header,
     ratelimit::{MemoryStore, Policy, RateLimitLayer, TokenBucket},
 };
+use palisade_examples::JsonCodec;
 use serde_json::{Value, json};
-use tonic::{
-    Status,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
-    server::NamedService,
-};
+use tonic::{Status, server::NamedService};
 use tower::ServiceBuilder;
-
-/// Messages as JSON values.
-#[derive(Clone, Copy, Default)]
-struct JsonCodec;
-
-impl Codec for JsonCodec {
-    type Encode = Value;
-    type Decode = Value;
-    type Encoder = JsonCodec;
-    type Decoder = JsonCodec;
-
-    fn encoder(&mut self) -> JsonCodec {
-        JsonCodec
-    }
-
-    fn decoder(&mut self) -> JsonCodec {
-        JsonCodec
-    }
-}
-
-impl Encoder for JsonCodec {
-    type Item = Value;
-    type Error = Status;
-
-    fn encode(&mut self, item: Value, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        serde_json::to_writer(dst.writer(), &item).map_err(|e| Status::internal(e.to_string()))
-    }
-}
-
-impl Decoder for JsonCodec {
-    type Item = Value;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Value>, Status> {
-        let bytes = src.copy_to_bytes(src.remaining());
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("not JSON: {e}")))
-    }
-}
 
 /// `quotes.Quotes`.
 #[derive(Clone)]

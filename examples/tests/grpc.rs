@@ -3,49 +3,11 @@
 
 use std::{process::Stdio, time::Duration};
 
-use bytes::{Buf, BufMut};
 use http::uri::PathAndQuery;
+use palisade_examples::JsonCodec;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tonic::{
-    Code, Status,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
-};
-
-#[derive(Clone, Copy, Default)]
-struct JsonCodec;
-
-impl Codec for JsonCodec {
-    type Encode = Value;
-    type Decode = Value;
-    type Encoder = JsonCodec;
-    type Decoder = JsonCodec;
-    fn encoder(&mut self) -> JsonCodec {
-        JsonCodec
-    }
-    fn decoder(&mut self) -> JsonCodec {
-        JsonCodec
-    }
-}
-
-impl Encoder for JsonCodec {
-    type Item = Value;
-    type Error = Status;
-    fn encode(&mut self, item: Value, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        serde_json::to_writer(dst.writer(), &item).map_err(|e| Status::internal(e.to_string()))
-    }
-}
-
-impl Decoder for JsonCodec {
-    type Item = Value;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Value>, Status> {
-        let bytes = src.copy_to_bytes(src.remaining());
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
-    }
-}
+use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_and_breaker_over_grpc() {

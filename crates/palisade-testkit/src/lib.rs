@@ -8,6 +8,7 @@
 //! - [`RedisCluster`]: three private masters joined with `redis-cli --cluster create`.
 //! - [`FaultProxy`]: a TCP proxy that can add latency, drop connections or black-hole them.
 //! - [`metrics::Recording`]: a recorder keeping every counter and gauge, for metric tests.
+//! - `grpc::RawCodec` (feature `grpc`): tonic messages as raw bytes.
 //! - `TestPostgres` (feature `postgres`): a pool on the shared PostgreSQL at `DATABASE_URL`
 //!   whose connections use a schema created for the test alone.
 //!
@@ -18,6 +19,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod metrics;
 mod node;
 #[cfg(feature = "postgres")]

@@ -1,0 +1,49 @@
+//! Pieces the example binaries share with their tests.
+
+use bytes::{Buf, BufMut};
+use serde_json::Value;
+use tonic::{
+    Status,
+    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+};
+
+/// gRPC messages as JSON values: a tonic codec, so the examples need no protobuf code
+/// generation (with prost the layers are the same).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonCodec;
+
+impl Codec for JsonCodec {
+    type Encode = Value;
+    type Decode = Value;
+    type Encoder = JsonCodec;
+    type Decoder = JsonCodec;
+
+    fn encoder(&mut self) -> JsonCodec {
+        JsonCodec
+    }
+
+    fn decoder(&mut self) -> JsonCodec {
+        JsonCodec
+    }
+}
+
+impl Encoder for JsonCodec {
+    type Item = Value;
+    type Error = Status;
+
+    fn encode(&mut self, item: Value, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        serde_json::to_writer(dst.writer(), &item).map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+impl Decoder for JsonCodec {
+    type Item = Value;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Value>, Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(format!("not JSON: {e}")))
+    }
+}
