@@ -4,12 +4,14 @@
 //! two different payments under one key never gets the first payment's answer for the second.
 
 use http::{HeaderName, request::Parts};
+use palisade_core::key::path::canonical_path;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::json;
 
-/// How the request fingerprint is computed: SHA-256 over the method, the path and query, any
+/// How the request fingerprint is computed: SHA-256 over the method, the path (in its
+/// [canonical spelling](palisade_core::key::path::canonical_path)) and query, any
 /// selected headers, and the body (its bytes, or its canonical JSON form).
 ///
 /// ```
@@ -59,15 +61,12 @@ impl Fingerprint {
             hash.update(bytes);
         };
         field(&mut hash, parts.method.as_str().as_bytes());
-        let target = if self.ignore_query {
-            parts.uri.path()
-        } else {
-            parts
-                .uri
-                .path_and_query()
-                .map_or(parts.uri.path(), |pq| pq.as_str())
-        };
-        field(&mut hash, target.as_bytes());
+        // The path in its canonical spelling: `/orders/%6F-1` is `/orders/o-1`.
+        field(&mut hash, canonical_path(parts.uri.path()).as_bytes());
+        if !self.ignore_query {
+            hash.update(b"?");
+            field(&mut hash, parts.uri.query().unwrap_or("").as_bytes());
+        }
         for name in &self.headers {
             field(&mut hash, name.as_str().as_bytes());
             for value in parts.headers.get_all(name) {

@@ -6,7 +6,7 @@ use http::{HeaderName, Method};
 use palisade_core::{OnBackendError, ProblemJson, key::Global};
 use tower_layer::Layer;
 
-use crate::{Fingerprint, service::Idempotency};
+use crate::{Fingerprint, UnknownOutcome, service::Idempotency};
 
 /// What a request does when another request with the same key is still running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,7 @@ pub(crate) struct Config {
     pub(crate) fingerprint: Fingerprint,
     pub(crate) excluded_headers: Vec<HeaderName>,
     pub(crate) keep_set_cookie: bool,
+    pub(crate) unknown_outcome: UnknownOutcome,
 }
 
 impl Default for Config {
@@ -52,6 +53,7 @@ impl Default for Config {
             fingerprint: Fingerprint::default(),
             excluded_headers: Vec::new(),
             keep_set_cookie: false,
+            unknown_outcome: UnknownOutcome::KeepClaim,
         }
     }
 }
@@ -68,8 +70,9 @@ impl Default for Config {
 /// 3. the claim's winner runs the inner service, renewing its lease every third of it; a
 ///    2xx or 3xx response (4xx too with [`store_client_errors`](Self::store_client_errors),
 ///    never a 5xx or a failed gRPC status) is stored for the [`retention`](Self::retention)
-///    period; anything else — an error, a panic, a timeout that drops the request — releases
-///    the claim so a retry runs again;
+///    period; a 4xx that is not stored releases the claim so a corrected retry runs; an
+///    **unknown outcome** — a 5xx, an error, a panic, a timeout that drops the request — keeps
+///    the claim until its lease ends by default ([`on_unknown_outcome`](Self::on_unknown_outcome));
 /// 4. everyone else gets the stored response with `Idempotent-Replayed: true`, or 409 while the
 ///    first request runs ([`InFlight`]), or 422 if the key was used with a different request.
 ///
@@ -220,6 +223,13 @@ impl<S, K, R> IdempotencyLayer<S, K, R> {
     /// `Content-Length` and `Set-Cookie` are never stored.
     pub fn exclude_header(self, name: HeaderName) -> Self {
         self.edit(|c| c.excluded_headers.push(name))
+    }
+
+    /// What to do with the claim when the request's outcome is unknown (default
+    /// [`UnknownOutcome::KeepClaim`]: retries get 409 until the lease ends). A handler marks a
+    /// 5xx that applied nothing with [`NotApplied`](crate::NotApplied) to release the key.
+    pub fn on_unknown_outcome(self, policy: UnknownOutcome) -> Self {
+        self.edit(|c| c.unknown_outcome = policy)
     }
 
     /// Stores and replays `Set-Cookie` (off by default: a session cookie replayed to a retry

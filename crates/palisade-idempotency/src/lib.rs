@@ -39,7 +39,12 @@
 //! `Idempotent-Replayed: true`. A retry of a request still running gets 409 (or waits, if
 //! configured); the same key with a different request gets 422; a missing (when required) or
 //! malformed key gets 400 — all RFC 9457 problem+json, per the IETF Idempotency-Key draft.
-//! A failed, panicked or dropped request releases its claim, so the retry runs.
+//! A 4xx (not stored) releases its claim, so the client's corrected retry runs. When the
+//! outcome is **unknown** — a 5xx, an error, a panic, a request dropped mid-handler — the
+//! handler's effect may have happened, so by default the claim is kept until its lease ends
+//! ([`UnknownOutcome`]); the handler keys its effect by the [`IdempotencyRecord`] in its
+//! request extensions, so a retry after the lease finds the effect instead of repeating it, and
+//! marks a 5xx that applied nothing with [`NotApplied`] to release the key at once.
 //!
 //! [`Deduplicator`] does the same for message consumers: `process_once(id, handler)`.
 //!
@@ -59,16 +64,23 @@
 //!   runs out. A handler that outlives its lease *without renewing* — the instance froze for
 //!   longer than the lease — can overlap a retry: the lease is the price of not blocking a
 //!   key forever after a crash. Keep the lease well above your longest pause.
-//! - A response that could not be stored (store down after the handler ran) is still sent;
-//!   the claim then blocks retries until its lease ends, and a retry after that runs again.
-//!   Make the handler's own writes idempotent (a unique constraint on the payment) where a
-//!   second run would be costly.
+//! - A response that could not be stored (store down after the handler ran) is still sent,
+//!   and storing it is retried in the background while the claim is still ours (two thirds of
+//!   a lease). If the store stays unreachable longer, the claim runs out and a retry after that
+//!   runs again: key the handler's own writes by the [`IdempotencyRecord`] (a unique
+//!   constraint on the payment) where a second run would be costly.
+//! - A claim whose reply came too late (the store timed out, but the claim may have landed) is
+//!   released in the background with its owner token, so the client's retry is not refused
+//!   for a whole lease by a claim nobody holds.
+//! - After an unknown outcome (see [`UnknownOutcome`]) a key is refused with 409 for at most
+//!   one lease; then a retry runs again, and only a handler that keys its effect is safe
+//!   from a second effect.
 //!
 //! # Metrics
 //!
 //! `palisade_idempotency_requests_total{outcome}` with outcome `executed`, `replayed`,
 //! `in_flight`, `key_reused`, `not_replayable`, `bad_request`, `bypassed`, `not_stored`,
-//! `failed`, `backend_error`; `palisade_idempotency_fast_store_errors_total` (dual store);
+//! `failed`, `unknown`, `backend_error`; `palisade_idempotency_fast_store_errors_total` (dual store);
 //! `palisade_backend_errors_total{layer="idempotency"}` from the backend policy.
 //!
 //! # Features
@@ -84,6 +96,7 @@ mod fingerprint;
 pub mod header;
 mod json;
 mod layer;
+mod outcome;
 mod record;
 mod rejection;
 mod service;
@@ -94,6 +107,7 @@ pub use client_key::idempotency_key_for;
 pub use dedup::{Deduplicator, Processed};
 pub use fingerprint::Fingerprint;
 pub use layer::{IdempotencyLayer, InFlight};
+pub use outcome::{IdempotencyRecord, NotApplied, UnknownOutcome};
 pub use record::{CorruptRecord, StoredResponse};
 pub use rejection::IdempotencyRejection;
 pub use service::{Idempotency, IdempotencyFuture, InnerBody};

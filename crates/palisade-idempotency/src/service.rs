@@ -15,15 +15,15 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header, reques
 use http_body::Body;
 use http_body_util::{BodyExt, Either, Full};
 use palisade_core::{
-    Responder,
-    key::{KeyExtractor, RequestHead},
+    BackendError, Responder,
+    key::{KeyExtractor, RequestHead, path::canonical_path},
     responder::{BackendUnavailable, MissingKey},
 };
 use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::{
-    IdempotencyBody, IdempotencyRejection,
+    IdempotencyBody, IdempotencyRecord, IdempotencyRejection, NotApplied, UnknownOutcome,
     body::BoxError,
     header::{IDEMPOTENT_REPLAYED, KeyProblem, idempotency_key},
     layer::{Config, InFlight},
@@ -150,7 +150,9 @@ where
             Err(rejection) => return Ok(self.refuse(rejection)),
         };
         let fingerprint = config.fingerprint.compute(&parts, &body);
-        let record = RecordKey::new(&config.namespace, &caller, parts.uri.path(), &key);
+        // The canonical path: one key sent to `/orders/o-1` and `/orders/%6F-1` is one record.
+        let path = canonical_path(parts.uri.path());
+        let record = RecordKey::new(&config.namespace, &caller, &path, &key);
         let owner = Owner::unique();
 
         let started = Instant::now();
@@ -181,6 +183,11 @@ where
                 }
                 Err(error) => {
                     count("backend_error");
+                    if matches!(error, BackendError::Timeout(_)) {
+                        // The claim may have landed after we stopped waiting: free it with the
+                        // owner token only we know, so a retry is not refused for a lease.
+                        compensate_late_claim(&self.store, &record, &owner, config.retention);
+                    }
                     return if config.on_backend_error.apply("idempotency", &error) {
                         self.pass(parts, Either::Left(Full::new(body))).await
                     } else {
@@ -193,17 +200,21 @@ where
             }
         }
 
-        // This request owns the key: run it, renewing the lease; then store or release.
+        // This request owns the key: run it, renewing the lease; then store, release or keep.
         let guard = ClaimGuard {
             store: self.store.clone(),
             record,
             owner,
             retention: config.retention,
+            lease: config.lease,
+            unknown: config.unknown_outcome,
             armed: true,
         };
-        let call = self
-            .inner
-            .call(Request::from_parts(parts, Either::Left(Full::new(body))));
+        let mut request = Request::from_parts(parts, Either::Left(Full::new(body)));
+        request.extensions_mut().insert(IdempotencyRecord {
+            key: guard.record.clone(),
+        });
+        let call = self.inner.call(request);
         let response = match renew_while(
             &guard.store,
             &guard.record,
@@ -216,7 +227,7 @@ where
             Ok(response) => response,
             Err(error) => {
                 count("failed");
-                guard.release().await;
+                guard.unknown().await;
                 return Err(error);
             }
         };
@@ -283,14 +294,17 @@ where
     ResB::Error: Into<BoxError>,
 {
     let (head, body) = response.into_parts();
-    let storable = if head.status.is_server_error() || grpc_failed(&head.headers) {
-        false
-    } else if head.status.is_client_error() {
-        config.store_client_errors
-    } else {
-        true
-    };
-    if !storable {
+    if head.status.is_server_error() || grpc_failed(&head.headers) {
+        // A failure the handler did not declare harmless: its effect may have happened.
+        count("not_stored");
+        if head.extensions.get::<NotApplied>().is_some() {
+            guard.release().await;
+        } else {
+            guard.unknown().await;
+        }
+        return Response::from_parts(head, IdempotencyBody::streaming(body));
+    }
+    if head.status.is_client_error() && !config.store_client_errors {
         count("not_stored");
         guard.release().await;
         return Response::from_parts(head, IdempotencyBody::streaming(body));
@@ -299,7 +313,11 @@ where
         Collected::Whole { data, trailers } => {
             if trailers.as_ref().is_some_and(grpc_failed) {
                 count("not_stored");
-                guard.release().await;
+                if head.extensions.get::<NotApplied>().is_some() {
+                    guard.release().await;
+                } else {
+                    guard.unknown().await;
+                }
             } else {
                 let stored = StoredResponse {
                     status: head.status,
@@ -321,19 +339,23 @@ where
             Response::from_parts(head, IdempotencyBody::prefixed(prefix, rest))
         }
         Collected::Failed(error) => {
-            guard.release().await;
+            // The handler answered, then its body failed: what it did is not known.
+            guard.unknown().await;
             Response::from_parts(head, IdempotencyBody::failed(error))
         }
     }
 }
 
-/// Frees the claim if the request ends without completing it — including when its future is
-/// dropped (client gone, timeout layer) or the handler panics.
+/// Settles the claim however the request ends: completed with the response, released, or —
+/// when the outcome is unknown (an error, a 5xx, a panic, the future dropped mid-handler) —
+/// handled by the [`UnknownOutcome`] policy.
 struct ClaimGuard<S: IdempotencyStore> {
     store: S,
     record: RecordKey,
     owner: Owner,
     retention: Duration,
+    lease: Duration,
+    unknown: UnknownOutcome,
     armed: bool,
 }
 
@@ -342,7 +364,7 @@ impl<S: IdempotencyStore> ClaimGuard<S> {
         self.armed = false;
         match self
             .store
-            .complete(&self.record, &self.owner, response, self.retention)
+            .complete(&self.record, &self.owner, response.clone(), self.retention)
             .await
         {
             Ok(true) => {}
@@ -350,12 +372,21 @@ impl<S: IdempotencyStore> ClaimGuard<S> {
                 target: "palisade::idempotency",
                 "lease lost before the response was stored; it will not be replayed"
             ),
-            // The claim stays until its lease runs out: duplicates meanwhile get 409.
-            Err(error) => tracing::error!(
-                target: "palisade::idempotency",
-                %error,
-                "could not store the response"
-            ),
+            // The claim is still ours (it is not released): keep trying while it lasts, so a
+            // store that returns within the lease still records the response.
+            Err(error) => {
+                tracing::error!(
+                    target: "palisade::idempotency",
+                    %error,
+                    "could not store the response; retrying while the claim lasts"
+                );
+                let (store, record, owner) =
+                    (self.store.clone(), self.record.clone(), self.owner.clone());
+                let (retention, within) = (self.retention, self.lease * 2 / 3);
+                spawn(async move {
+                    retry_complete(store, record, owner, response, retention, within).await;
+                });
+            }
         }
     }
 
@@ -373,23 +404,101 @@ impl<S: IdempotencyStore> ClaimGuard<S> {
             );
         }
     }
+
+    async fn unknown(self) {
+        count("unknown");
+        match self.unknown {
+            UnknownOutcome::Release => self.release().await,
+            UnknownOutcome::KeepClaim => self.keep(),
+        }
+    }
+
+    // Leaves the claim to expire with its lease (no longer renewed).
+    fn keep(mut self) {
+        self.armed = false;
+        tracing::warn!(
+            target: "palisade::idempotency",
+            "outcome unknown: the claim is kept until its lease ends"
+        );
+    }
 }
 
 impl<S: IdempotencyStore> Drop for ClaimGuard<S> {
+    // Dropped armed: the request future was dropped mid-handler, or the handler panicked.
     fn drop(&mut self) {
         if !self.armed {
+            return;
+        }
+        count("unknown");
+        if self.unknown == UnknownOutcome::KeepClaim {
             return;
         }
         let store = self.store.clone();
         let record = self.record.clone();
         let owner = self.owner.clone();
         let retention = self.retention;
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = store.release(&record, &owner, retention).await;
-            });
+        spawn(async move {
+            let _ = store.release(&record, &owner, retention).await;
+        });
+    }
+}
+
+fn spawn(work: impl Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(work);
+    }
+}
+
+/// Releases a claim whose reply came too late, in case it landed: owner-checked, so it never
+/// frees anyone else's claim. Best effort (one try; if it fails too, the lease frees the key).
+fn compensate_late_claim<S: IdempotencyStore>(
+    store: &S,
+    record: &RecordKey,
+    owner: &Owner,
+    retention: Duration,
+) {
+    let (store, record, owner) = (store.clone(), record.clone(), owner.clone());
+    spawn(async move {
+        if let Err(error) = store.release(&record, &owner, retention).await {
+            tracing::warn!(
+                target: "palisade::idempotency",
+                %error,
+                "could not compensate a late claim; it frees itself when the lease runs out"
+            );
+        }
+    });
+}
+
+/// Stores the response with growing pauses until the store answers or `within` has passed.
+async fn retry_complete<S: IdempotencyStore>(
+    store: S,
+    record: RecordKey,
+    owner: Owner,
+    response: Bytes,
+    retention: Duration,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(50);
+    while Instant::now() + pause < deadline {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+        match store
+            .complete(&record, &owner, response.clone(), retention)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(target: "palisade::idempotency", "response stored on a retry");
+                return;
+            }
+            Ok(false) => break,
+            Err(_) => continue,
         }
     }
+    tracing::error!(
+        target: "palisade::idempotency",
+        "the response was never stored; a retry after the lease runs the request again"
+    );
 }
 
 async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, IdempotencyRejection>

@@ -16,7 +16,7 @@ use std::{
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use palisade_core::{key::Header, responder::Grpc};
-use palisade_idempotency::{IdempotencyLayer, MemoryStore};
+use palisade_idempotency::{IdempotencyLayer, MemoryStore, UnknownOutcome};
 use palisade_testkit::grpc::RawCodec;
 use tonic::{Code, Status, server::NamedService};
 
@@ -59,6 +59,8 @@ async fn tonic_calls_are_replayed() {
     let layer = IdempotencyLayer::new(MemoryStore::new())
         .scope(Header::new("x-api-key"))
         .require_key()
+        // UNAVAILABLE before any effect: this service's failures are safe to run again.
+        .on_unknown_outcome(UnknownOutcome::Release)
         .responder(Grpc);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

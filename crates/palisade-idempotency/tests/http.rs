@@ -24,7 +24,8 @@ use palisade_core::{
     key::{Header, KeyExtractor, RequestHead},
 };
 use palisade_idempotency::{
-    Fingerprint, IdempotencyLayer, IdempotencyStore, MemoryStore,
+    Fingerprint, IdempotencyLayer, IdempotencyRecord, IdempotencyStore, MemoryStore, NotApplied,
+    UnknownOutcome,
     store::{Claim, Owner, RecordKey},
 };
 use tower::ServiceExt;
@@ -85,6 +86,11 @@ fn app_with<S: IdempotencyStore>(layer: IdempotencyLayer<S>, calls: Calls) -> Ro
         .route("/big", post(big))
         .route_layer(layer)
         .with_state(calls)
+}
+
+/// A layer that releases the key on an unknown outcome (not the default).
+fn releasing() -> IdempotencyLayer<MemoryStore> {
+    IdempotencyLayer::new(MemoryStore::new()).on_unknown_outcome(UnknownOutcome::Release)
 }
 
 fn request(path: &str, api_key: &str, idem: Option<&str>, body: &str) -> Request<Body> {
@@ -219,10 +225,12 @@ async fn waiting_duplicates_get_the_replay() {
     assert_eq!(calls.get(), 1);
 }
 
+/// With `UnknownOutcome::Release` (the behaviour before it became an option): errors and
+/// panics release the key at once and a retry runs.
 #[tokio::test(start_paused = true)]
 async fn errors_and_panics_are_not_stored_and_a_retry_runs() {
     let calls = Calls::default();
-    let app = app(MemoryStore::new(), calls.clone());
+    let app = app_with(releasing(), calls.clone());
     let flaky = || request("/flaky", "k1", Some("f"), "");
     assert_eq!(
         send(&app, flaky()).await.0,
@@ -248,10 +256,7 @@ async fn errors_and_panics_are_not_stored_and_a_retry_runs() {
 #[tokio::test(start_paused = true)]
 async fn client_errors_can_be_stored() {
     let calls = Calls::default();
-    let app = app_with(
-        IdempotencyLayer::new(MemoryStore::new()).store_client_errors(true),
-        calls.clone(),
-    );
+    let app = app_with(releasing().store_client_errors(true), calls.clone());
     let flaky = || request("/flaky", "k1", Some("f"), "");
     assert_eq!(
         send(&app, flaky()).await.0,
@@ -267,9 +272,9 @@ async fn client_errors_can_be_stored() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn dropped_request_releases_its_claim() {
+async fn dropped_request_releases_its_claim_when_asked() {
     let calls = Calls::default();
-    let app = app(MemoryStore::new(), calls.clone());
+    let app = app_with(releasing(), calls.clone());
     // A client timeout drops the request future mid-handler.
     let dropped = tokio::time::timeout(
         Duration::from_secs(1),
@@ -501,7 +506,8 @@ proptest::proptest! {
     }
 }
 
-/// A tower error from the inner service (not a response) releases the key: the retry runs.
+/// With `UnknownOutcome::Release`, a tower error from the inner service (not a response)
+/// releases the key: the retry runs.
 #[tokio::test(start_paused = true)]
 async fn inner_service_errors_release_the_key() {
     use std::sync::atomic::AtomicBool;
@@ -509,7 +515,7 @@ async fn inner_service_errors_release_the_key() {
 
     let fail = Arc::new(AtomicBool::new(true));
     let runs = Arc::new(AtomicUsize::new(0));
-    let svc = IdempotencyLayer::new(MemoryStore::new()).layer(tower::service_fn({
+    let svc = releasing().layer(tower::service_fn({
         let (fail, runs) = (fail.clone(), runs.clone());
         move |_req: Request<_>| {
             let (fail, runs) = (fail.clone(), runs.clone());
@@ -536,4 +542,216 @@ async fn inner_service_errors_release_the_key() {
     let replay = svc.oneshot(req()).await.unwrap();
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+/// Regression (the payments double charge): a 5xx after a write that timed out is an unknown
+/// outcome. By default the claim is kept until its lease ends — retries get 409, never a second
+/// run while the first effect may still land — and the run after the lease sees the same
+/// `IdempotencyRecord`, so a keyed effect finds itself.
+#[tokio::test(start_paused = true)]
+async fn an_unknown_outcome_keeps_the_claim_until_the_lease_ends() {
+    let runs = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let handler = {
+        let runs = runs.clone();
+        move |axum::Extension(record): axum::Extension<IdempotencyRecord>| {
+            let runs = runs.clone();
+            async move {
+                let mut runs = runs.lock().unwrap();
+                runs.push(record.id().to_owned());
+                if runs.len() == 1 {
+                    (StatusCode::SERVICE_UNAVAILABLE, "the ledger timed out").into_response()
+                } else {
+                    (StatusCode::CREATED, "charged").into_response()
+                }
+            }
+        }
+    };
+    let app = Router::new().route("/pay", post(handler)).route_layer(
+        IdempotencyLayer::new(MemoryStore::new())
+            .scope(Header::new("x-api-key"))
+            .lease(Duration::from_secs(5)),
+    );
+    let pay = || request("/pay", "k1", Some("u"), "{}");
+    assert_eq!(send(&app, pay()).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    for _ in 0..4 {
+        let (status, headers, body) = send(&app, pay()).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(headers["retry-after"], "1");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(send(&app, pay()).await.0, StatusCode::CREATED);
+    let runs = runs.lock().unwrap();
+    assert_eq!(runs.len(), 2, "one run during the lease, one after");
+    assert_eq!(runs[0], runs[1], "both runs see the same record id");
+    assert_eq!(runs[0].len(), 64);
+}
+
+/// A handler that declares a 5xx harmless (`NotApplied`) gets its key released at once.
+#[tokio::test(start_paused = true)]
+async fn a_not_applied_failure_releases_the_key() {
+    let calls = Calls::default();
+    let handler = |State(calls): State<Calls>| async move {
+        if calls.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            let mut response = (StatusCode::SERVICE_UNAVAILABLE, "later").into_response();
+            response.extensions_mut().insert(NotApplied);
+            response
+        } else {
+            (StatusCode::CREATED, "ok").into_response()
+        }
+    };
+    let app = Router::new()
+        .route("/pay", post(handler))
+        .route_layer(IdempotencyLayer::new(MemoryStore::new()).scope(Header::new("x-api-key")))
+        .with_state(calls.clone());
+    let pay = || request("/pay", "k1", Some("n"), "{}");
+    assert_eq!(send(&app, pay()).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(send(&app, pay()).await.0, StatusCode::CREATED);
+    assert_eq!(calls.get(), 2);
+}
+
+/// A request dropped mid-handler, and an inner service error, are unknown outcomes: by default
+/// the retry is refused until the lease ends, then runs.
+#[tokio::test(start_paused = true)]
+async fn dropped_requests_and_errors_keep_the_claim_by_default() {
+    let calls = Calls::default();
+    let app = app_with(
+        IdempotencyLayer::new(MemoryStore::new()).lease(Duration::from_secs(3)),
+        calls.clone(),
+    );
+    let slow = || request("/slow", "k1", Some("d"), "");
+    let dropped = tokio::time::timeout(Duration::from_secs(1), send(&app, slow())).await;
+    assert!(dropped.is_err());
+    assert_eq!(send(&app, slow()).await.0, StatusCode::CONFLICT);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let retry = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, slow()).await }
+    });
+    assert_eq!(retry.await.unwrap().0, StatusCode::CREATED);
+    assert_eq!(calls.get(), 2);
+
+    use tower::Layer;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new())
+        .lease(Duration::from_secs(3))
+        .layer(tower::service_fn({
+            let runs = runs.clone();
+            move |_req: Request<_>| {
+                let runs = runs.clone();
+                async move {
+                    if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        Err(std::io::Error::other("connection reset"))
+                    } else {
+                        Ok(Response::new(Body::from("done")))
+                    }
+                }
+            }
+        }));
+    let req = || {
+        Request::post("/pay")
+            .header("idempotency-key", "e")
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert!(svc.clone().oneshot(req()).await.is_err());
+    let refused = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(svc.oneshot(req()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+/// Regression: one key sent to two spellings of a path ran twice (the record key used the raw
+/// path), and the fingerprint called the second a different request (422).
+#[tokio::test(start_paused = true)]
+async fn every_spelling_of_a_path_is_one_record() {
+    let calls = Calls::default();
+    let app = Router::new()
+        .route("/orders/{id}/pay", post(pay))
+        .route_layer(IdempotencyLayer::new(MemoryStore::new()).scope(Header::new("x-api-key")))
+        .with_state(calls.clone());
+    let (first, _, body) = send(&app, request("/orders/o-1/pay", "k1", Some("p"), "{}")).await;
+    assert_eq!(first, StatusCode::CREATED);
+    for path in [
+        "/orders/%6F-1/pay",
+        "/orders/o%2d1/pay",
+        "/orders/%6f%2D%31/pay",
+    ] {
+        let (status, headers, replay) = send(&app, request(path, "k1", Some("p"), "{}")).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {replay}");
+        assert_eq!(headers["idempotent-replayed"], "true");
+        assert_eq!(replay, body);
+    }
+    assert_eq!(calls.get(), 1);
+}
+
+/// A store whose renewals take 400 ms.
+#[derive(Clone)]
+struct SlowRenewals(MemoryStore);
+
+impl IdempotencyStore for SlowRenewals {
+    async fn claim(
+        &self,
+        key: &RecordKey,
+        fingerprint: &str,
+        owner: &Owner,
+        lease: Duration,
+    ) -> Result<Claim, palisade_core::BackendError> {
+        self.0.claim(key, fingerprint, owner, lease).await
+    }
+    async fn complete(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        response: bytes::Bytes,
+        retention: Duration,
+    ) -> Result<bool, palisade_core::BackendError> {
+        self.0.complete(key, owner, response, retention).await
+    }
+    async fn release(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        retention: Duration,
+    ) -> Result<Option<u32>, palisade_core::BackendError> {
+        self.0.release(key, owner, retention).await
+    }
+    async fn renew(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> Result<bool, palisade_core::BackendError> {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        self.0.renew(key, owner, lease).await
+    }
+}
+
+/// Regression: renewal was awaited inside the loop that polled the handler, so a 250 ms
+/// handler took 2.9 s when renewals took 400 ms. The handler must finish on its own time.
+#[tokio::test(start_paused = true)]
+async fn slow_renewals_never_hold_the_handler_up() {
+    let app = Router::new()
+        .route(
+            "/pay",
+            post(|| async {
+                for _ in 0..25 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                (StatusCode::CREATED, "done")
+            }),
+        )
+        .route_layer(
+            IdempotencyLayer::new(SlowRenewals(MemoryStore::new()))
+                .lease(Duration::from_millis(90)),
+        );
+    let started = tokio::time::Instant::now();
+    let (status, _, _) = send(&app, request("/pay", "k1", Some("r"), "")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(300),
+        "the handler took {took:?}"
+    );
 }

@@ -12,7 +12,7 @@ use std::{
 use http::{Request, Response, StatusCode};
 use palisade_core::{
     OnBackendError, ProblemDetails, ProblemJson, Rejection, Responder,
-    key::{Key, KeyError, KeyExtractor, RequestHead},
+    key::{KeyError, KeyExtractor, RequestHead},
     responder::{BackendUnavailable, GrpcCode, MissingKey},
 };
 use tokio_util::sync::CancellationToken;
@@ -67,32 +67,9 @@ impl Rejection for Locked {
     }
 }
 
-/// The n-th segment of the request path (0-based, empty segments skipped) as the lock name:
-/// `PathSegment::new(1)` on `/orders/42/payments` names `42`.
-#[derive(Debug, Clone, Copy)]
-pub struct PathSegment(usize);
-
-impl PathSegment {
-    /// Segment `index` (0-based).
-    pub fn new(index: usize) -> Self {
-        PathSegment(index)
-    }
-}
-
-impl KeyExtractor for PathSegment {
-    fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
-        req.uri
-            .path()
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .nth(self.0)
-            .map(Key::from)
-            .ok_or_else(|| KeyError::Custom(format!("the path has no segment {}", self.0).into()))
-    }
-}
-
-/// Serialises requests per lock name: the name comes from the request (a [`PathSegment`], a
-/// header, any [`KeyExtractor`]); the request waits up to [`wait`](Self::wait) for the lock
+/// Serialises requests per lock name: the name comes from the request (a [`PathSegment`](crate::PathSegment) —
+/// percent-decoded, so every spelling of one path takes the same lock — a header, any
+/// [`KeyExtractor`]); the request waits up to [`wait`](Self::wait) for the lock
 /// (default: fail fast) and is otherwise refused with 409 + `Retry-After` (problem+json). The
 /// guard's [`HeldLock`] goes into the request extensions, and the lock is released as soon as
 /// the inner service has produced its response (or failed, or the request was dropped).

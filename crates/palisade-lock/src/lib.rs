@@ -85,9 +85,11 @@ mod redlock;
 
 pub use error::LockError;
 pub use guard::{Held, HeldFuture, LockGuard};
-pub use layer::{HeldLock, LockLayer, LockService, Locked, PathSegment};
+pub use layer::{HeldLock, LockLayer, LockService, Locked};
 pub use locker::Locker;
 pub use memory::MemoryLock;
+/// The decoded path segment extractor, from `palisade-core` (re-exported here for lock names).
+pub use palisade_core::key::PathSegment;
 #[cfg(feature = "postgres")]
 pub use postgres::{
     AdvisoryKey, HeldAdvisoryLock, MIGRATION, PgAdvisoryLock, held_advisory_locks, lock_xact,

@@ -170,3 +170,39 @@ async fn three_instances_on_redis() {
     tokens.dedup();
     assert_eq!(tokens.len(), 24, "every request had its own fencing token");
 }
+
+/// Regression: `PathSegment` locked the raw segment, so `/orders/%6F-1/payments` ran in order
+/// o-1's critical section beside `/orders/o-1/payments` (axum decodes both to `o-1`).
+#[tokio::test(start_paused = true)]
+async fn every_spelling_of_a_path_takes_the_same_lock() {
+    let inside = Inside::default();
+    let app = app(
+        MemoryLock::new(Duration::from_secs(10)),
+        inside.clone(),
+        Duration::from_secs(60),
+    );
+    let spellings = ["o-1", "%6F-1", "%6f%2D1", "o%2d1"];
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let app = app.clone();
+        let order = spellings[i % spellings.len()];
+        tasks.push(tokio::spawn(
+            async move { send(&app, request(order)).await },
+        ));
+    }
+    for task in tasks {
+        let (status, _, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.starts_with("order:o-1:"), "{body}");
+    }
+    assert_eq!(inside.max("o-1"), 1, "one handler at a time for order o-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_segment_that_is_not_utf8_is_400_before_locking() {
+    let locks = MemoryLock::new(Duration::from_secs(10));
+    let app = app(locks, Inside::default(), Duration::ZERO);
+    let (status, headers, body) = send(&app, request("%FF")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+}

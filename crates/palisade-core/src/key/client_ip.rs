@@ -15,34 +15,81 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// Which forwarding header a trusted proxy writes the client address into.
+///
+/// A proxy *appends* to one header and passes every other header through untouched, so only
+/// the header your proxies actually write can be believed: a client behind an nginx that
+/// appends `X-Forwarded-For` can send its own `Forwarded: for=1.2.3.4`, and an extractor that
+/// read "whichever is present" would key it as `1.2.3.4`. Exactly one header is read; the
+/// others are ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx `proxy_add_x_forwarded_for`, AWS ALB/ELB, HAProxy
+    /// `option forwardfor`, most CDNs): a list read from the right. The default.
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239) `for=` nodes, read from the right: for proxies configured to
+    /// write it (Envoy, some service meshes).
+    Forwarded,
+    /// A header holding exactly one address, set (overwritten) by the proxy:
+    /// `CF-Connecting-IP` (Cloudflare), `True-Client-IP` (Akamai, Cloudflare Enterprise),
+    /// `Fly-Client-IP`, nginx `X-Real-IP`. Believed only from a trusted peer; a header with
+    /// several values, or a value that is not an address, is ignored (the peer is the client).
+    Single(HeaderName),
+}
+
+impl ForwardedHeader {
+    /// `CF-Connecting-IP`, written by Cloudflare.
+    pub fn cf_connecting_ip() -> Self {
+        ForwardedHeader::Single(HeaderName::from_static("cf-connecting-ip"))
+    }
+
+    /// `True-Client-IP`, written by Akamai and Cloudflare Enterprise.
+    pub fn true_client_ip() -> Self {
+        ForwardedHeader::Single(HeaderName::from_static("true-client-ip"))
+    }
+
+    /// `X-Real-IP`, as nginx's `proxy_set_header X-Real-IP $remote_addr` writes it.
+    pub fn x_real_ip() -> Self {
+        ForwardedHeader::Single(HeaderName::from_static("x-real-ip"))
+    }
+}
+
 /// Keys by the client's IP address.
 ///
 /// The connection's peer is the client unless the peer is a **trusted proxy** (configured by
-/// CIDR). Only then are `Forwarded` (RFC 7239) and, failing it, `X-Forwarded-For` read, from the
-/// right: each hop that is itself a trusted proxy is skipped, and the first untrusted hop is the
-/// client. The leftmost entries are written by the client and can be anything, so they are
-/// never believed on their own — a spoofed `X-Forwarded-For` from an untrusted peer is
-/// ignored entirely.
+/// CIDR). Only then is the one configured [`ForwardedHeader`] read — `X-Forwarded-For` by
+/// default, since that is what nginx, ALB/ELB, HAProxy and most CDNs append — never "whichever
+/// header is present". List headers are read from the right: each hop that is itself a trusted
+/// proxy is skipped, and the first untrusted hop is the client. The leftmost entries are written
+/// by the client and can be anything, so they are never believed on their own, and a forwarding
+/// header from an untrusted peer is ignored entirely.
 ///
 /// IPv6 clients are grouped by network prefix (`/64` by default): one host usually owns a whole
 /// `/64`, so keying by full address would give it 2⁶⁴ buckets.
 ///
 /// ```
-/// use palisade_core::key::{ClientIp, KeyExtractor, PeerAddr, RequestHead};
+/// use palisade_core::key::{ClientIp, ForwardedHeader, KeyExtractor, PeerAddr, RequestHead};
 ///
 /// let behind_proxy = ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]);
 ///
 /// let mut request = http::Request::builder()
 ///     .header("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.7")
+///     .header("forwarded", "for=1.2.3.4") // the client's own: not read
 ///     .body(())
 ///     .unwrap();
 /// request.extensions_mut().insert(PeerAddr("10.0.0.2:443".parse().unwrap()));
 /// let key = behind_proxy.extract(&RequestHead::from(&request)).unwrap();
 /// assert_eq!(key.to_string(), "ip:203.0.113.9");
+///
+/// // Behind Cloudflare (trust its published ranges), read the header it sets:
+/// let behind_cloudflare = ClientIp::trusting(["173.245.48.0/20".parse().unwrap()])
+///     .header(ForwardedHeader::cf_connecting_ip());
+/// # let _ = behind_cloudflare;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientIp {
     trusted_proxies: Vec<IpNet>,
+    header: ForwardedHeader,
     ipv6_prefix: u8,
 }
 
@@ -51,16 +98,25 @@ impl ClientIp {
     pub fn direct() -> Self {
         ClientIp {
             trusted_proxies: Vec::new(),
+            header: ForwardedHeader::XForwardedFor,
             ipv6_prefix: 64,
         }
     }
 
-    /// Believes forwarding headers only from peers inside `proxies`.
+    /// Believes `X-Forwarded-For` only from peers inside `proxies` (choose another header with
+    /// [`header`](Self::header)).
     pub fn trusting(proxies: impl IntoIterator<Item = IpNet>) -> Self {
         ClientIp {
             trusted_proxies: proxies.into_iter().map(|net| net.trunc()).collect(),
+            header: ForwardedHeader::XForwardedFor,
             ipv6_prefix: 64,
         }
+    }
+
+    /// Reads the client address from `header` (default [`ForwardedHeader::XForwardedFor`]).
+    pub fn header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
     }
 
     /// Groups IPv6 clients by this prefix length (0–128; default 64, 128 keys every address).
@@ -79,24 +135,33 @@ impl ClientIp {
         if !self.is_trusted(peer) {
             return peer;
         }
-        // Walk hops from the nearest (rightmost) to the farthest.
-        let mut nearest = peer;
-        let forwarded = req.headers.get_all(&FORWARDED).iter().next().is_some();
-        let hops: Vec<Option<IpAddr>> = if forwarded {
-            req.headers
-                .get_all(&FORWARDED)
-                .iter()
-                .flat_map(|v| split_list(v.as_bytes()))
-                .map(forwarded_for)
-                .collect()
-        } else {
-            req.headers
+        let hops: Vec<Option<IpAddr>> = match &self.header {
+            ForwardedHeader::XForwardedFor => req
+                .headers
                 .get_all(&X_FORWARDED_FOR)
                 .iter()
                 .flat_map(|v| split_list(v.as_bytes()))
                 .map(parse_node)
-                .collect()
+                .collect(),
+            ForwardedHeader::Forwarded => req
+                .headers
+                .get_all(&FORWARDED)
+                .iter()
+                .flat_map(|v| split_list(v.as_bytes()))
+                .map(forwarded_for)
+                .collect(),
+            ForwardedHeader::Single(name) => {
+                let mut values = req.headers.get_all(name).iter();
+                return match (values.next(), values.next()) {
+                    (Some(value), None) => parse_node(trim(value.as_bytes()))
+                        .map(canonical)
+                        .unwrap_or(peer),
+                    _ => peer,
+                };
+            }
         };
+        // Walk hops from the nearest (rightmost) to the farthest.
+        let mut nearest = peer;
         for hop in hops.into_iter().rev() {
             match hop {
                 // An unparsable hop ends what we can know: the last proxy we trust saw it.
@@ -267,9 +332,54 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_wins_over_x_forwarded_for() {
+    fn only_the_configured_header_is_read() {
+        // Regression: behind an XFF-appending proxy, a client-sent `Forwarded` chose the key.
+        let headers = [
+            ("x-forwarded-for", "203.0.113.5"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "5.5.5.5"),
+        ];
+        assert_eq!(key(&proxies(), "10.0.0.1:1", &headers), "ip:203.0.113.5");
+        let forwarded = proxies().header(ForwardedHeader::Forwarded);
+        assert_eq!(key(&forwarded, "10.0.0.1:1", &headers), "ip:1.2.3.4");
+        let real_ip = proxies().header(ForwardedHeader::x_real_ip());
+        assert_eq!(key(&real_ip, "10.0.0.1:1", &headers), "ip:5.5.5.5");
+        // The configured header absent: the trusted peer is the client, never another header.
+        let cf = proxies().header(ForwardedHeader::cf_connecting_ip());
+        assert_eq!(key(&cf, "10.0.0.1:1", &headers), "ip:10.0.0.1");
+        let only_forwarded = [("forwarded", "for=1.2.3.4")];
+        assert_eq!(
+            key(&proxies(), "10.0.0.1:1", &only_forwarded),
+            "ip:10.0.0.1"
+        );
+    }
+
+    #[test]
+    fn single_value_header_rules() {
+        let cf = proxies().header(ForwardedHeader::cf_connecting_ip());
         let k = key(
-            &proxies(),
+            &cf,
+            "10.0.0.1:1",
+            &[("cf-connecting-ip", " 2001:db8:cafe::17 ")],
+        );
+        assert_eq!(k, "ip:2001:db8:cafe::");
+        // Two values (one of them the client's own) or garbage: not believed.
+        let two = [
+            ("cf-connecting-ip", "1.1.1.1"),
+            ("cf-connecting-ip", "2.2.2.2"),
+        ];
+        assert_eq!(key(&cf, "10.0.0.1:1", &two), "ip:10.0.0.1");
+        let list = [("cf-connecting-ip", "1.1.1.1, 2.2.2.2")];
+        assert_eq!(key(&cf, "10.0.0.1:1", &list), "ip:10.0.0.1");
+        // From an untrusted peer: ignored.
+        let k = key(&cf, "198.51.100.1:1", &[("cf-connecting-ip", "1.1.1.1")]);
+        assert_eq!(k, "ip:198.51.100.1");
+    }
+
+    #[test]
+    fn forwarded_elements_when_configured() {
+        let k = key(
+            &proxies().header(ForwardedHeader::Forwarded),
             "10.0.0.1:1",
             &[
                 ("x-forwarded-for", "6.6.6.6"),
@@ -290,7 +400,8 @@ mod tests {
             &[("x-forwarded-for", "1.1.1.1, not-an-ip, 10.0.0.5")],
         );
         assert_eq!(k, "ip:10.0.0.5");
-        let k = key(&proxies(), "10.0.0.1:1", &[("forwarded", "for=unknown")]);
+        let forwarded = proxies().header(ForwardedHeader::Forwarded);
+        let k = key(&forwarded, "10.0.0.1:1", &[("forwarded", "for=unknown")]);
         assert_eq!(k, "ip:10.0.0.1");
     }
 

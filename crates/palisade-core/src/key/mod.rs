@@ -21,16 +21,18 @@ mod client_ip;
 mod closure;
 mod combine;
 mod header;
+pub mod path;
 mod principal;
 #[cfg(feature = "axum")]
 mod route;
 
 use std::{fmt, net::IpAddr, sync::Arc};
 
-pub use client_ip::{ClientIp, PeerAddr};
+pub use client_ip::{ClientIp, ForwardedHeader, PeerAddr};
 pub use closure::FnKey;
 pub use combine::{Global, Or};
 pub use header::Header;
+pub use path::PathSegment;
 pub use principal::Principal;
 #[cfg(feature = "axum")]
 pub use route::MatchedRoute;
@@ -38,11 +40,27 @@ pub use route::MatchedRoute;
 /// Longest key material kept verbatim; longer material is replaced by its hash.
 pub const MAX_KEY_MATERIAL: usize = 128;
 
+/// Whether `value` may appear verbatim in a key: at most [`MAX_KEY_MATERIAL`] bytes of printable
+/// ASCII, without `#` (which marks hashed material) or `|` (which joins composite keys).
+///
+/// Everything else is hashed, so the two namespaces are disjoint: a hashed value always holds a
+/// `#` and a verbatim one never does, hence no value a client sends can equal the hash of
+/// another (sending the literal `#<digest>` of a victim's long API key hashes it again), and no
+/// value can forge the boundary between the parts of a composite key.
+pub fn is_verbatim(value: &[u8]) -> bool {
+    value.len() <= MAX_KEY_MATERIAL
+        && value
+            .iter()
+            .all(|b| b.is_ascii_graphic() && *b != b'#' && *b != b'|')
+}
+
 /// The identity a request is counted under: a client address, a header value, a user…
 ///
-/// Keys are cheap to hash and compare. Text material that is long or not printable ASCII is
-/// replaced by a SHA-256 digest when the key is built ([`Key::text`]), so an attacker sending
-/// an 8 KiB header cannot make the store keep 8 KiB per key.
+/// Keys are cheap to hash and compare. Text material that is long, not printable ASCII, or
+/// holds `#` or `|` is replaced by a SHA-256 digest when the key is built ([`Key::text`]; see
+/// [`is_verbatim`]), so an attacker sending an 8 KiB header cannot make the store keep 8 KiB per
+/// key, and hashed and verbatim material never meet. Build text keys with [`Key::text`] or
+/// `From<&str>`; the `Text` variant is for material already in that form.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Key {
     /// One bucket for every request.
@@ -56,13 +74,15 @@ pub enum Key {
 }
 
 impl Key {
-    /// A text key `label:value`. Values longer than [`MAX_KEY_MATERIAL`] bytes or holding bytes
-    /// outside printable ASCII are hashed (`label:#<hex>`), so keys stay short and safe to log.
+    /// A text key `label:value`. Values that are not [verbatim](is_verbatim) — longer than
+    /// [`MAX_KEY_MATERIAL`] bytes, holding bytes outside printable ASCII, or a `#` or `|` — are
+    /// hashed (`label:#<hex>`), so keys stay short, safe to log, and no client value can equal
+    /// a hashed one.
     pub fn text(label: &str, value: &[u8]) -> Key {
         let mut s = String::with_capacity(label.len() + 1 + value.len().min(MAX_KEY_MATERIAL));
         s.push_str(label);
         s.push(':');
-        if value.len() <= MAX_KEY_MATERIAL && value.iter().all(|b| b.is_ascii_graphic()) {
+        if is_verbatim(value) {
             // Checked above: every byte is printable ASCII, hence valid UTF-8.
             s.push_str(std::str::from_utf8(value).unwrap_or_default());
         } else {
@@ -74,9 +94,9 @@ impl Key {
 }
 
 impl From<&str> for Key {
-    /// A text key; long or unsafe text is hashed as in [`Key::text`].
+    /// A text key; text that is not [verbatim](is_verbatim) is hashed as in [`Key::text`].
     fn from(s: &str) -> Key {
-        if s.len() <= MAX_KEY_MATERIAL && s.bytes().all(|b| b.is_ascii_graphic()) {
+        if is_verbatim(s.as_bytes()) {
             Key::Text(s.into())
         } else {
             Key::text("", s.as_bytes())
@@ -137,6 +157,10 @@ pub enum KeyError {
     /// The request did not match a route (the extractor runs outside a router).
     #[error("the request has no matched route")]
     MissingRoute,
+    /// The path does not hold the key: too few segments, or a segment that is not UTF-8 once
+    /// percent-decoded.
+    #[error("invalid path: {0}")]
+    InvalidPath(Arc<str>),
     /// A custom extractor declined the request.
     #[error("{0}")]
     Custom(Arc<str>),
@@ -221,3 +245,36 @@ macro_rules! composite_tuple {
 composite_tuple!(A, B);
 composite_tuple!(A, B, C);
 composite_tuple!(A, B, C, D);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_and_verbatim_material_never_meet() {
+        // Regression: the printed hash of a long key, sent as a key, was the same key.
+        let long = "k".repeat(MAX_KEY_MATERIAL + 1);
+        let hashed = Key::text("header", long.as_bytes());
+        let printed = hashed.to_string();
+        let value = printed.strip_prefix("header:").unwrap();
+        assert!(value.starts_with('#'));
+        assert_ne!(Key::text("header", value.as_bytes()), hashed);
+        assert_ne!(Key::from(printed.as_str()), hashed);
+        // Verbatim values keep their text.
+        assert_eq!(Key::text("header", b"k-123").to_string(), "header:k-123");
+        assert_eq!(Key::from("user:42").to_string(), "user:42");
+    }
+
+    #[test]
+    fn composite_boundaries_cannot_be_forged() {
+        let a = Key::Composite(Arc::from([
+            Key::text("header", b"x|header:y"),
+            Key::text("header", b"z"),
+        ]));
+        let b = Key::Composite(Arc::from([
+            Key::text("header", b"x"),
+            Key::text("header", b"y|header:z"),
+        ]));
+        assert_ne!(a.to_string(), b.to_string());
+    }
+}

@@ -18,16 +18,34 @@ use super::{Claim, IdempotencyStore, Owner, RecordKey};
 /// their own `MemoryStore` do **not** deduplicate across each other: use [`RedisStore`] or
 /// [`PostgresStore`] there.
 ///
+/// **Bounded**: at most [`DEFAULT_MAX_RECORDS`] records by default
+/// ([`with_max_records`](Self::with_max_records)). When the store is full of live records (after
+/// dropping the expired ones) a *new* key is refused with a [`BackendError`] — the layer then
+/// follows its `on_backend_error` policy (503 by default) — rather than evicting a live record,
+/// which would let a retry of a completed payment run again. Replays and in-flight answers are
+/// never refused. Size the bound as (requests per second × retention) for the keys you expect.
+///
 /// [`RedisStore`]: super::RedisStore
 /// [`PostgresStore`]: super::PostgresStore
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
 }
 
-#[derive(Debug, Default)]
+/// The default bound on records a [`MemoryStore`] keeps.
+pub const DEFAULT_MAX_RECORDS: usize = 100_000;
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::with_max_records(DEFAULT_MAX_RECORDS)
+    }
+}
+
+#[derive(Debug)]
 struct Inner {
     records: HashMap<RecordKey, Record>,
+    // Never more records than this (live ones; expired ones are swept first).
+    max_records: usize,
     // Expired records are dropped when the map reaches this size (then it doubles from what
     // is left): amortised O(1) per insert, memory bounded by twice the live records.
     sweep_at: usize,
@@ -50,9 +68,20 @@ enum State {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store holding at most [`DEFAULT_MAX_RECORDS`] records.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store holding at most `max` records (at least 1).
+    pub fn with_max_records(max: usize) -> Self {
+        MemoryStore {
+            inner: Arc::new(Mutex::new(Inner {
+                records: HashMap::new(),
+                max_records: max.max(1),
+                sweep_at: 0,
+            })),
+        }
     }
 
     /// Records currently kept (expired ones may linger until the next sweep).
@@ -77,23 +106,33 @@ impl MemoryStore {
         fingerprint: &str,
         owner: &Owner,
         lease: Duration,
-    ) -> Claim {
+    ) -> Result<Claim, BackendError> {
         let now = Instant::now();
         let mut inner = self.lock();
         let failures = match inner.records.get(key) {
             Some(record) if record.expires_at > now => match &record.state {
                 State::Released => record.failures,
-                _ if record.fingerprint != fingerprint => return Claim::Mismatch,
+                _ if record.fingerprint != fingerprint => return Ok(Claim::Mismatch),
                 State::Processing(_) => {
-                    return Claim::InFlight {
+                    return Ok(Claim::InFlight {
                         lease_left: record.expires_at - now,
-                    };
+                    });
                 }
-                State::Completed(response) => return Claim::Completed(response.clone()),
+                State::Completed(response) => return Ok(Claim::Completed(response.clone())),
             },
             _ => 0,
         };
         inner.sweep(now);
+        if inner.records.len() >= inner.max_records && !inner.records.contains_key(key) {
+            // Full of live records: refuse the new key rather than forget a live one.
+            inner.records.retain(|_, r| r.expires_at > now);
+            if inner.records.len() >= inner.max_records {
+                return Err(BackendError::Unavailable(format!(
+                    "the in-memory idempotency store is full ({} live records)",
+                    inner.max_records
+                )));
+            }
+        }
         inner.records.insert(
             key.clone(),
             Record {
@@ -103,7 +142,7 @@ impl MemoryStore {
                 expires_at: now + lease,
             },
         );
-        Claim::Acquired
+        Ok(Claim::Acquired)
     }
 
     // The record `owner` holds, if its lease is still running.
@@ -143,7 +182,7 @@ impl IdempotencyStore for MemoryStore {
         owner: &Owner,
         lease: Duration,
     ) -> Result<Claim, BackendError> {
-        Ok(self.claim_now(key, fingerprint, owner, lease))
+        self.claim_now(key, fingerprint, owner, lease)
     }
 
     async fn complete(
@@ -196,11 +235,11 @@ mod tests {
         let store = MemoryStore::new();
         let key = |i: usize| RecordKey::message("sweep", &i.to_string());
         for i in 0..5000 {
-            store.claim_now(&key(i), "", &Owner::unique(), Duration::from_secs(1));
+            let _ = store.claim_now(&key(i), "", &Owner::unique(), Duration::from_secs(1));
         }
         tokio::time::advance(Duration::from_secs(2)).await;
         for i in 5000..10_000 {
-            store.claim_now(&key(i), "", &Owner::unique(), Duration::from_secs(1));
+            let _ = store.claim_now(&key(i), "", &Owner::unique(), Duration::from_secs(1));
         }
         assert!(
             store.len() <= 2 * 5000 + 1024,
@@ -210,7 +249,30 @@ mod tests {
         // Replays never insert, so they never pay for a sweep.
         assert!(matches!(
             store.claim_now(&key(9999), "", &Owner::unique(), Duration::from_secs(1)),
-            Claim::InFlight { .. }
+            Ok(Claim::InFlight { .. })
         ));
+    }
+
+    /// Regression: the store grew without bound (405 k keys → 244 MB, never shrinking).
+    #[tokio::test(start_paused = true)]
+    async fn a_full_store_refuses_new_keys_but_keeps_answering_old_ones() {
+        let store = MemoryStore::with_max_records(100);
+        let key = |i: usize| RecordKey::message("full", &i.to_string());
+        let lease = Duration::from_secs(10);
+        for i in 0..100 {
+            let claimed = store.claim_now(&key(i), "", &Owner::unique(), lease);
+            assert!(matches!(claimed, Ok(Claim::Acquired)));
+        }
+        let refused = store.claim_now(&key(100), "", &Owner::unique(), lease);
+        assert!(matches!(refused, Err(BackendError::Unavailable(_))));
+        assert_eq!(store.len(), 100);
+        // Known keys still answer (in flight), never evicted.
+        let again = store.claim_now(&key(7), "", &Owner::unique(), lease);
+        assert!(matches!(again, Ok(Claim::InFlight { .. })));
+        // Once records expire there is room again.
+        tokio::time::advance(lease + Duration::from_secs(1)).await;
+        let later = store.claim_now(&key(100), "", &Owner::unique(), lease);
+        assert!(matches!(later, Ok(Claim::Acquired)));
+        assert!(store.len() <= 100);
     }
 }

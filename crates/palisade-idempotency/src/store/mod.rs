@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 #[cfg(all(feature = "redis", feature = "postgres"))]
 pub use dual::DualStore;
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_MAX_RECORDS, MemoryStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_PG_TIMEOUT, InvalidTableName, MIGRATION, PostgresStore};
 #[cfg(feature = "redis")]
@@ -160,13 +160,13 @@ pub(crate) async fn renew_while<S: IdempotencyStore, F: Future>(
     work: F,
 ) -> F::Output {
     let every = lease / 3;
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let mut work = std::pin::pin!(work);
-    loop {
-        tokio::select! {
-            biased;
-            output = &mut work => return output,
-            _ = ticks.tick() => match store.renew(key, owner, lease).await {
+    // Renewals run beside the work, never in its way: a slow store delays the next renewal,
+    // never the handler (polling the work is not suspended while a renewal is awaited).
+    let renewals = async {
+        let mut next = tokio::time::Instant::now() + every;
+        loop {
+            tokio::time::sleep_until(next).await;
+            match store.renew(key, owner, lease).await {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!(
                     target: "palisade::idempotency",
@@ -177,7 +177,16 @@ pub(crate) async fn renew_while<S: IdempotencyStore, F: Future>(
                     %error,
                     "could not renew the lease"
                 ),
-            },
+            }
+            // No burst of catch-up renewals after a slow one: the next is a period from now.
+            next = tokio::time::Instant::now().max(next + every);
         }
+    };
+    let mut work = std::pin::pin!(work);
+    let mut renewals = std::pin::pin!(renewals);
+    tokio::select! {
+        biased;
+        output = &mut work => output,
+        never = &mut renewals => never,
     }
 }
