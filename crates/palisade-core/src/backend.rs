@@ -55,3 +55,43 @@ impl OnBackendError {
         self == OnBackendError::FailOpen
     }
 }
+
+/// Undoes, in the background, a state-changing call whose reply came too late.
+///
+/// A timeout is an unknown outcome: the call may have happened on the server after the caller
+/// stopped waiting (a claim, a lock, a permit nobody will ever release). The caller knows its
+/// owner token, so it can undo the call with an **owner-checked** operation — which changes
+/// nothing if the call never landed, and never touches anyone else's state. `undo` runs once on
+/// the current tokio runtime (after the original on the same connection, for a single-connection
+/// client); if it fails too, the state expires with its lease, which is the documented bound.
+/// Counted in `palisade_backend_compensations_total{layer, outcome}`.
+#[cfg(feature = "tokio")]
+pub fn compensate<F, T>(layer: &'static str, undo: F)
+where
+    F: std::future::Future<Output = Result<T, BackendError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let outcome = match undo.await {
+            Ok(_) => "done",
+            Err(error) => {
+                tracing::warn!(
+                    target: "palisade::backend",
+                    layer,
+                    %error,
+                    "could not undo a call whose reply came too late; it expires with its lease"
+                );
+                "failed"
+            }
+        };
+        metrics::counter!(
+            "palisade_backend_compensations_total",
+            "layer" => layer,
+            "outcome" => outcome
+        )
+        .increment(1);
+    });
+}

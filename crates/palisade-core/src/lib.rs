@@ -32,6 +32,7 @@
 //! - `redis` (default): [`script::RedisScript`].
 //! - `grpc`: [`responder::Grpc`].
 //! - `axum`: [`key::MatchedRoute`] and reading axum's `ConnectInfo<SocketAddr>`.
+//! - `tokio` (on with `redis`): [`backend::compensate`], undoing calls whose reply came late.
 #![warn(missing_docs)]
 
 pub mod backend;

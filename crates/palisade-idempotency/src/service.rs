@@ -450,7 +450,7 @@ fn spawn(work: impl Future<Output = ()> + Send + 'static) {
 }
 
 /// Releases a claim whose reply came too late, in case it landed: owner-checked, so it never
-/// frees anyone else's claim. Best effort (one try; if it fails too, the lease frees the key).
+/// frees anyone else's claim (see [`compensate`](palisade_core::backend::compensate)).
 fn compensate_late_claim<S: IdempotencyStore>(
     store: &S,
     record: &RecordKey,
@@ -458,14 +458,8 @@ fn compensate_late_claim<S: IdempotencyStore>(
     retention: Duration,
 ) {
     let (store, record, owner) = (store.clone(), record.clone(), owner.clone());
-    spawn(async move {
-        if let Err(error) = store.release(&record, &owner, retention).await {
-            tracing::warn!(
-                target: "palisade::idempotency",
-                %error,
-                "could not compensate a late claim; it frees itself when the lease runs out"
-            );
-        }
+    palisade_core::backend::compensate("idempotency", async move {
+        store.release(&record, &owner, retention).await
     });
 }
 

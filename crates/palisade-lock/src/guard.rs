@@ -23,10 +23,14 @@ pub trait Held: Send + Sync + 'static {
 /// background (on the current tokio runtime), so a panic or an early return never leaves it
 /// held longer than that.
 ///
-/// While the guard lives a **watchdog** extends the lease every third of the TTL. If an
-/// extension finds the lock gone (expired during a pause, the Redis node flushed or
-/// restarted, the PostgreSQL session ended) or extensions keep failing until the lease must
-/// have run out, the guard is **lost**: [`lost`](Self::lost) resolves and
+/// While the guard lives a **watchdog** extends the lease every third of the TTL. The lease is
+/// counted from when the last successful extension (or the acquisition) was **sent** — the
+/// server's expiry cannot be earlier than that plus the TTL — and the guard is **lost** as
+/// soon as that lease, less a [safety margin](safety_margin) for clock rates, has run out
+/// without a newer success, whether or not an extension is still waiting for its reply. So
+/// the loss is signalled *before* the server can give the lock to someone else. It is lost as
+/// well when an extension finds the lock gone (the Redis node flushed or restarted, the
+/// PostgreSQL session ended): [`lost`](Self::lost) resolves and
 /// [`is_lost`](Self::is_lost) turns true. Work protected by the lock should stop then —
 /// [`Locker::run`](crate::Locker::run) cancels it for you — and writes to shared resources
 /// should carry the [`fencing_token`](Self::fencing_token) so a resource can refuse a holder
@@ -51,17 +55,26 @@ impl fmt::Debug for LockGuard {
 }
 
 impl LockGuard {
-    /// A guard for a lock `held` with lease `ttl`; `watchdog` starts the renewal task.
+    /// A guard for a lock `held` with lease `ttl`, whose acquisition was sent at `sent_at`
+    /// (the lease runs from then); `watchdog` starts the renewal task.
     pub fn new(
         name: &str,
         fence: Option<u64>,
         ttl: Duration,
+        sent_at: Instant,
         watchdog: bool,
         held: Arc<dyn Held>,
     ) -> LockGuard {
         let lost = CancellationToken::new();
-        let watchdog = watchdog
-            .then(|| tokio::spawn(keep_alive(held.clone(), ttl, lost.clone(), name.to_owned())));
+        let watchdog = watchdog.then(|| {
+            let lease = Lease { ttl, sent_at };
+            tokio::spawn(keep_alive(
+                held.clone(),
+                lease,
+                lost.clone(),
+                name.to_owned(),
+            ))
+        });
         metrics::gauge!("palisade_lock_held").increment(1.0);
         LockGuard {
             name: name.into(),
@@ -151,22 +164,52 @@ impl Drop for LockGuard {
     }
 }
 
-// Extends every ttl/3. The lease is lost when an extension says so, or when extensions have
-// failed for a whole TTL since the last success (the lease has then surely run out).
-async fn keep_alive(held: Arc<dyn Held>, ttl: Duration, lost: CancellationToken, name: String) {
-    let every = ttl / 3;
-    let mut last_ok = Instant::now();
+/// The margin by which a holder gives its lease up early: 1 % of the TTL plus 2 ms, for the
+/// difference in clock rates between this process and the server (Redlock's drift term).
+pub fn safety_margin(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
+}
+
+/// A lease: `ttl` from when the call that granted or extended it was sent.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    ttl: Duration,
+    sent_at: Instant,
+}
+
+impl Lease {
+    /// When the holder must consider the lock gone: a pure function of the lease.
+    fn lost_at(self) -> Instant {
+        self.sent_at + self.ttl.saturating_sub(safety_margin(self.ttl))
+    }
+}
+
+// Extends every ttl/3. The lock is lost when an extension says so, or when the lease counted
+// from the send time of the last success runs out — even while an extension is still pending.
+async fn keep_alive(held: Arc<dyn Held>, mut lease: Lease, lost: CancellationToken, name: String) {
+    let every = lease.ttl / 3;
+    let mut next = lease.sent_at + every;
     loop {
-        tokio::time::sleep(every).await;
-        match held.extend().await {
-            Ok(true) => last_ok = Instant::now(),
+        tokio::select! {
+            _ = tokio::time::sleep_until(lease.lost_at()) => break,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let sent_at = Instant::now();
+        let outcome = tokio::select! {
+            outcome = held.extend() => outcome,
+            _ = tokio::time::sleep_until(lease.lost_at()) => break,
+        };
+        match outcome {
+            Ok(true) => lease.sent_at = sent_at,
             Ok(false) => break,
             Err(error) => {
                 tracing::warn!(target: "palisade::lock", lock = %name, %error, "lease extension failed");
-                if last_ok.elapsed() >= ttl {
-                    break;
-                }
             }
+        }
+        next = Instant::now().max(sent_at + every);
+        if next == Instant::now() {
+            // A slow failure: pause a little before the next try rather than spin.
+            next += every / 4;
         }
     }
     mark_lost(&lost, &name);

@@ -84,7 +84,7 @@ mod redis;
 mod redlock;
 
 pub use error::LockError;
-pub use guard::{Held, HeldFuture, LockGuard};
+pub use guard::{Held, HeldFuture, LockGuard, safety_margin};
 pub use layer::{HeldLock, LockLayer, LockService, Locked};
 pub use locker::Locker;
 pub use memory::MemoryLock;

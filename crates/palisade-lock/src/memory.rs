@@ -121,6 +121,7 @@ impl Locker for MemoryLock {
             name,
             Some(fence),
             self.ttl,
+            now,
             self.watchdog,
             held,
         )))

@@ -1,11 +1,11 @@
 //! PostgreSQL advisory locks: [`PgAdvisoryLock`] (session level, a guard owning its
 //! connection) and the transaction-level functions.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool, Postgres, Row, pool::PoolConnection};
-use tokio::sync::Mutex;
+use tokio::{sync::Mutex, time::Instant};
 
 use crate::{
     LockError, LockGuard, Locker,
@@ -13,6 +13,10 @@ use crate::{
     guard::{Held, HeldFuture},
 };
 use palisade_core::BackendError;
+
+/// The default deadline of one lock statement (see
+/// [`PgAdvisoryLock::with_statement_timeout`]).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The shipped migration: fencing counters and fenced resources.
 pub const MIGRATION: &str = include_str!("../migrations/0001_palisade_lock_fences.sql");
@@ -185,7 +189,13 @@ pub async fn held_advisory_locks(pool: &PgPool) -> Result<Vec<HeldAdvisoryLock>,
 /// the pool. A guard dropped without release **closes** its connection instead (the server
 /// then drops the lock), so the pool never hands out a connection that still holds a lock.
 /// The watchdog pings the connection every TTL/3; if the connection dies (server restart,
-/// `pg_terminate_backend`, network) the lock is gone and the guard is lost.
+/// `pg_terminate_backend`, network) or a ping misses its deadline (a black-holed connection:
+/// the server may already have dropped the session and granted the lock to someone else), the
+/// connection is closed and the guard is lost. Every statement has a deadline
+/// ([`with_statement_timeout`](Self::with_statement_timeout)), and a connection whose
+/// acquisition did not complete — a waiter cancelled while PostgreSQL queues it, a failed
+/// `lock_timeout` reset, a missed deadline — is closed, never returned to the pool, since the
+/// server could grant it the lock a moment later.
 ///
 /// With [`with_fencing`](Self::with_fencing), every acquisition also increments the name's
 /// counter in `palisade_lock_fences` (same session, while holding the lock), giving strictly
@@ -206,6 +216,7 @@ pub struct PgAdvisoryLock {
     pool: PgPool,
     namespace: Arc<str>,
     ping_every: Duration,
+    statement_timeout: Duration,
     fencing: bool,
 }
 
@@ -216,6 +227,7 @@ impl PgAdvisoryLock {
             pool,
             namespace: namespace.into(),
             ping_every: Duration::from_secs(3),
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             fencing: false,
         }
     }
@@ -247,6 +259,21 @@ impl PgAdvisoryLock {
         AdvisoryKey::named(&self.namespace, name)
     }
 
+    /// The deadline of each statement (default 1 s, never more than the ping interval).
+    ///
+    /// A statement that misses it — a black-holed connection, a stalled server — closes its
+    /// connection (the server then drops the session and its locks) rather than returning it
+    /// to the pool, and a held lock whose ping misses it is **lost**. Waiting in
+    /// [`acquire`](Locker::acquire) gets the wait on top of this.
+    pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    fn deadline(&self) -> Duration {
+        self.statement_timeout.min(self.ping_every)
+    }
+
     async fn take(
         &self,
         name: &str,
@@ -254,55 +281,68 @@ impl PgAdvisoryLock {
     ) -> Result<Option<LockGuard>, LockError> {
         check_name(name)?;
         let key = self.key(name);
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let deadline = self.deadline();
+        let sent_at = Instant::now();
+        let conn = bounded(deadline, self.pool.acquire()).await?;
+        // Until the acquisition completes, the connection is tainted: if this future is
+        // dropped (a cancelled waiter) or a statement fails or times out, it is closed, never
+        // pooled — PostgreSQL may grant the queued lock to it a moment later.
+        let mut conn = Tainted::new(conn);
         let got = match wait {
-            None => call_bool(&mut conn, key, "pg_try_advisory_lock")
-                .await
-                .map_err(backend)?,
+            None => bounded(deadline, call_bool(conn.get(), key, "pg_try_advisory_lock")).await?,
             Some(wait) => {
                 let set = format!("SET lock_timeout = {}", wait.as_millis().max(1));
-                sqlx::query(&set)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(backend)?;
-                let got = match call_bool(&mut conn, key, "pg_advisory_lock").await {
-                    Ok(_) => true,
-                    Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
+                bounded(deadline, sqlx::query(&set).execute(&mut **conn.get())).await?;
+                let got = match tokio::time::timeout(
+                    wait + deadline,
+                    call_bool(conn.get(), key, "pg_advisory_lock"),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(sqlx::Error::Database(db))) if db.code().as_deref() == Some("55P03") => {
                         false
                     }
-                    Err(error) => {
-                        drop(conn.detach());
-                        return Err(backend(error));
+                    Ok(Err(error)) => return Err(backend(error)),
+                    Err(_) => {
+                        return Err(LockError::Backend(BackendError::Timeout(wait + deadline)));
                     }
                 };
-                sqlx::query("SET lock_timeout = 0")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(backend)?;
+                bounded(
+                    deadline,
+                    sqlx::query("SET lock_timeout = 0").execute(&mut **conn.get()),
+                )
+                .await?;
                 got
             }
         };
         if !got {
+            // Clean: no lock, lock_timeout reset. The connection may go back to the pool.
+            drop(conn.into_clean());
             return Ok(None);
         }
         let held = Arc::new(PgHeld {
-            conn: Mutex::new(Some(conn)),
+            conn: Mutex::new(Some(conn.into_clean())),
             key,
+            deadline,
         });
         let fence = if self.fencing {
             let mut slot = held.conn.lock().await;
             let conn = slot
                 .as_mut()
                 .ok_or_else(|| LockError::Lost(name.to_owned()))?;
-            let fence: i64 = sqlx::query_scalar(
-                "INSERT INTO palisade_lock_fences (name, fence) VALUES ($1, 1) \
-                 ON CONFLICT (name) DO UPDATE SET fence = palisade_lock_fences.fence + 1 \
-                 RETURNING fence",
+            // On failure `held` is dropped with its connection detached (closed).
+            let fence: i64 = bounded(
+                deadline,
+                sqlx::query_scalar(
+                    "INSERT INTO palisade_lock_fences (name, fence) VALUES ($1, 1) \
+                     ON CONFLICT (name) DO UPDATE SET fence = palisade_lock_fences.fence + 1 \
+                     RETURNING fence",
+                )
+                .bind(format!("{}:{name}", self.namespace))
+                .fetch_one(&mut **conn),
             )
-            .bind(format!("{}:{name}", self.namespace))
-            .fetch_one(&mut **conn)
-            .await
-            .map_err(backend)?;
+            .await?;
             Some(fence as u64)
         } else {
             None
@@ -311,15 +351,57 @@ impl PgAdvisoryLock {
             name,
             fence,
             self.ping_every * 3,
+            sent_at,
             true,
             held,
         )))
     }
 }
 
+/// Runs one statement within `deadline`; a miss is a [`BackendError::Timeout`].
+async fn bounded<T>(
+    deadline: Duration,
+    statement: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, LockError> {
+    match tokio::time::timeout(deadline, statement).await {
+        Ok(result) => result.map_err(backend),
+        Err(_) => Err(LockError::Backend(BackendError::Timeout(deadline))),
+    }
+}
+
+/// A pooled connection in the middle of an acquisition: closed on drop unless declared clean.
+struct Tainted(Option<PoolConnection<Postgres>>);
+
+impl Tainted {
+    fn new(conn: PoolConnection<Postgres>) -> Self {
+        Tainted(Some(conn))
+    }
+
+    fn get(&mut self) -> &mut PoolConnection<Postgres> {
+        // Present until `into_clean` consumes `self`.
+        self.0
+            .as_mut()
+            .expect("connection present until into_clean")
+    }
+
+    fn into_clean(mut self) -> PoolConnection<Postgres> {
+        self.0.take().expect("connection present until into_clean")
+    }
+}
+
+impl Drop for Tainted {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            // Detached: dropped outside the pool, which closes the socket and so the session.
+            drop(conn.detach());
+        }
+    }
+}
+
 struct PgHeld {
     conn: Mutex<Option<PoolConnection<Postgres>>>,
     key: AdvisoryKey,
+    deadline: Duration,
 }
 
 impl Held for PgHeld {
@@ -329,10 +411,14 @@ impl Held for PgHeld {
             let Some(conn) = slot.as_mut() else {
                 return Ok(false);
             };
-            match sqlx::query("SELECT 1").execute(&mut **conn).await {
-                Ok(_) => Ok(true),
-                // The session is gone, and its locks with it.
-                Err(_) => {
+            match tokio::time::timeout(self.deadline, sqlx::query("SELECT 1").execute(&mut **conn))
+                .await
+            {
+                Ok(Ok(_)) => Ok(true),
+                // The session is gone, and its locks with it — or it did not answer in time,
+                // and then we cannot know it still holds the lock: close it, and it surely
+                // does not.
+                Ok(Err(_)) | Err(_) => {
                     if let Some(conn) = slot.take() {
                         drop(conn.detach());
                     }
@@ -345,17 +431,19 @@ impl Held for PgHeld {
     fn release(&self) -> HeldFuture<'_, bool> {
         Box::pin(async move {
             let mut slot = self.conn.lock().await;
-            let Some(mut conn) = slot.take() else {
+            let Some(conn) = slot.take() else {
                 return Ok(false);
             };
-            match call_bool(&mut conn, self.key, "pg_advisory_unlock").await {
-                // Unlocked: the connection is clean and goes back to the pool.
-                Ok(released) => Ok(released),
-                Err(error) => {
-                    drop(conn.detach());
-                    Err(backend(error))
-                }
-            }
+            let mut conn = Tainted::new(conn);
+            // Unlocked: the connection is clean and goes back to the pool. Otherwise (an error,
+            // a missed deadline, this future dropped) it is closed, which ends the lock too.
+            let released = bounded(
+                self.deadline,
+                call_bool(conn.get(), self.key, "pg_advisory_unlock"),
+            )
+            .await?;
+            drop(conn.into_clean());
+            Ok(released)
         })
     }
 }

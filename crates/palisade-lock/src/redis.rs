@@ -7,7 +7,9 @@ use std::{
 };
 
 use fred::{interfaces::LuaInterface, types::Value};
-use palisade_core::{key::Key, redis_key::RedisKeyBuilder, script::RedisScript};
+use palisade_core::{
+    BackendError, backend::compensate, key::Key, redis_key::RedisKeyBuilder, script::RedisScript,
+};
 
 use crate::{
     LockError, LockGuard, Locker,
@@ -197,14 +199,36 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
         let inner = &self.inner;
         let key = self.key(name);
         let token = owner_token();
-        let reply: i64 = ACQUIRE
+        let sent_at = tokio::time::Instant::now();
+        let reply: Result<i64, BackendError> = ACQUIRE
             .invoke(
                 &inner.client,
                 vec![key.clone(), self.fence_key(name)],
                 vec![Value::from(token.as_str()), Value::from(millis(inner.ttl))],
                 inner.timeout,
             )
-            .await?;
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(error @ BackendError::Timeout(_)) => {
+                // The SET NX may land after we stopped waiting: an ownerless lock for a TTL.
+                // Undo it with our token (owner-checked: nobody else's lock is touched).
+                let (lock, key, token) = (self.clone(), key, token);
+                compensate("lock", async move {
+                    let inner = &lock.inner;
+                    RELEASE
+                        .invoke::<_, i64, _, _>(
+                            &inner.client,
+                            key.as_str(),
+                            vec![Value::from(token.as_str())],
+                            inner.timeout,
+                        )
+                        .await
+                });
+                return Err(error.into());
+            }
+            Err(error) => return Err(error.into()),
+        };
         if reply < 1 {
             return Ok(None);
         }
@@ -217,6 +241,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
             name,
             Some(reply as u64),
             inner.ttl,
+            sent_at,
             inner.watchdog,
             held,
         )))

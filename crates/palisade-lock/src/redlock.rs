@@ -142,7 +142,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Redlock<C> {
 
     /// The drift allowance: 1 % of the TTL + 2 ms.
     pub fn drift(&self) -> Duration {
-        self.inner.ttl / 100 + Duration::from_millis(2)
+        crate::guard::safety_margin(self.inner.ttl)
     }
 }
 
@@ -243,6 +243,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for Redlock<C> {
                 name,
                 None,
                 inner.ttl,
+                started,
                 inner.watchdog,
                 held,
             )));

@@ -7,7 +7,7 @@ use palisade_lock::{
     AdvisoryKey, LockError, Locker, PgAdvisoryLock, fencing::check_fence, held_advisory_locks,
     lock_xact, try_lock_xact,
 };
-use palisade_testkit::TestPostgres;
+use palisade_testkit::{FaultMode, FaultProxy, TestPostgres};
 
 #[test]
 fn keys_are_stable() {
@@ -111,11 +111,8 @@ async fn session_lock_goes_with_its_connection() {
         .into_iter()
         .find(|l| l.key == locks.key("killed"))
         .unwrap();
-    let _: (bool,) = sqlx::query_as("SELECT pg_terminate_backend($1)")
-        .bind(holder.pid)
-        .fetch_one(&pg.pool)
-        .await
-        .unwrap();
+    // Regression (flaky): pg_terminate_backend returns before the backend has exited.
+    pg.terminate(holder.pid).await;
     assert!(
         other.try_acquire("killed").await.unwrap().is_some(),
         "released with the session"
@@ -180,4 +177,87 @@ async fn fencing_tokens_refuse_a_stale_writer() {
     );
     tx.rollback().await.unwrap();
     b.release().await.unwrap();
+}
+
+/// Polls (bounded) until `name` can be taken on `locks`: `true` if it could within `within`.
+async fn eventually_free(locks: &PgAdvisoryLock, name: &str, within: Duration) -> bool {
+    let end = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < end {
+        if let Ok(Some(guard)) = locks.try_acquire(name).await {
+            guard.release().await.unwrap();
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Regression: a waiter dropped while `pg_advisory_lock` queued it went back to the pool; the
+/// server then granted the lock to that pooled connection, and it was held with no guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_waiter_leaks_no_lock_into_the_pool() {
+    let pg = TestPostgres::with_max_connections(1).await;
+    let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema);
+    let other = PgAdvisoryLock::new(pg.another_pool(2).await, &pg.schema);
+    for round in 0..5 {
+        let name = format!("queued-{round}");
+        let holder = other.try_acquire(&name).await.unwrap().unwrap();
+        // The waiter queues in PostgreSQL, then is cancelled.
+        let waited = tokio::time::timeout(
+            Duration::from_millis(150),
+            locks.acquire(&name, Duration::from_secs(30)),
+        )
+        .await;
+        assert!(waited.is_err(), "still waiting when cancelled");
+        holder.release().await.unwrap();
+        assert!(
+            eventually_free(&other, &name, Duration::from_secs(5)).await,
+            "round {round}: the cancelled waiter's connection was granted the lock"
+        );
+        // The pool (one connection) still works and holds nothing.
+        let guard = locks.try_acquire("after").await.unwrap().unwrap();
+        guard.release().await.unwrap();
+    }
+}
+
+/// Regression: PostgreSQL lock calls had no deadline. Behind a black-holed connection the
+/// watchdog's ping never returned, so the guard never reported the loss, while the server
+/// dropped the session and another instance took the lock; `try_acquire` and `release` hung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_connection_is_lost_within_its_deadline() {
+    let pg = TestPostgres::connect().await;
+    let proxy = FaultProxy::start(pg.server_addr().await).await;
+    let locks = PgAdvisoryLock::new(pg.pool_via(proxy.addr(), 2).await, &pg.schema)
+        .with_ping_interval(Duration::from_millis(100))
+        .with_statement_timeout(Duration::from_millis(200));
+    let other = PgAdvisoryLock::new(pg.another_pool(2).await, &pg.schema);
+    let guard = locks.try_acquire("bh").await.unwrap().unwrap();
+    let pid = held_advisory_locks(&pg.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.key == locks.key("bh") && l.granted)
+        .unwrap()
+        .pid;
+    proxy.set(FaultMode::BlackHole);
+    // The server drops the session (as after a TCP timeout) and another instance takes over.
+    pg.terminate(pid).await;
+    let taker = other
+        .try_acquire("bh")
+        .await
+        .unwrap()
+        .expect("free on the server");
+    tokio::time::timeout(Duration::from_secs(2), guard.lost())
+        .await
+        .expect("the guard reports the loss within its ping deadline");
+    // Nothing hangs behind the black hole: each call ends within its deadline.
+    let started = tokio::time::Instant::now();
+    let refused = locks.try_acquire("bh-2").await;
+    assert!(matches!(refused, Err(LockError::Backend(_))), "{refused:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let started = tokio::time::Instant::now();
+    let _ = guard.release().await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    taker.release().await.unwrap();
+    proxy.set(FaultMode::Pass);
 }

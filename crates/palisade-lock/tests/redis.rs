@@ -11,7 +11,7 @@ use std::{
 
 use fred::interfaces::{HashesInterface, KeysInterface};
 use palisade_lock::{LockError, Locker, RedisLock, fencing::fenced_set};
-use palisade_testkit::{RedisNode, TestRedis};
+use palisade_testkit::{FaultMode, FaultProxy, RedisNode, TestRedis, connect_url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_exclusion_across_four_clients() {
@@ -173,4 +173,86 @@ async fn unreachable_redis_is_a_backend_error() {
         .expect("never hangs")
         .unwrap_err();
     assert!(matches!(err, LockError::Backend(_)), "{err}");
+}
+
+/// Polls `locks` for `name` every 5 ms for up to `within`: the guard once it is granted.
+async fn first_grant(
+    locks: &RedisLock,
+    name: &str,
+    within: Duration,
+) -> Option<palisade_lock::LockGuard> {
+    let end = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < end {
+        if let Ok(Some(guard)) = locks.try_acquire(name).await {
+            return Some(guard);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// Regression: the watchdog counted the lease from when an extension *returned* and declared
+/// the loss only when a later one failed, so another owner held the lock for a while before
+/// the first learned it had lost it. The loss must come first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loss_is_signalled_before_anyone_else_holds_the_lock() {
+    let node = RedisNode::start();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], node.port()).into()).await;
+    let through_proxy = connect_url(&proxy.redis_url(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(1);
+    let holder = RedisLock::new(through_proxy, ttl).with_timeout(Duration::from_millis(200));
+    let other = RedisLock::new(node.client().await, ttl);
+    for round in 0..3 {
+        let name = format!("partitioned-{round}");
+        let guard = holder.try_acquire(&name).await.unwrap().unwrap();
+        // The holder is cut off: its extensions hang, then time out.
+        proxy.set(FaultMode::BlackHole);
+        let taken = first_grant(&other, &name, Duration::from_secs(5))
+            .await
+            .expect("the lease expires on the server");
+        assert!(
+            guard.is_lost(),
+            "round {round}: another owner holds the lock and the holder does not know"
+        );
+        taken.release().await.unwrap();
+        proxy.set(FaultMode::Pass);
+        drop(guard);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Regression: a `SET NX` whose reply came after the client timeout left an ownerless lock for
+/// its whole TTL. The late acquisition is undone with the owner token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_acquisition_is_undone() {
+    let node = RedisNode::start();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], node.port()).into()).await;
+    let through_proxy = connect_url(&proxy.redis_url(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    let holder = RedisLock::new(through_proxy, Duration::from_secs(30))
+        .with_timeout(Duration::from_millis(100));
+    let other = RedisLock::new(node.client().await, Duration::from_secs(30));
+    // Load the script first: a late NOSCRIPT would never lead to the EVAL that lands.
+    let warm = holder.try_acquire("warm").await.unwrap().unwrap();
+    warm.release().await.unwrap();
+    proxy.set(FaultMode::Latency(Duration::from_millis(300)));
+    let late = holder.try_acquire("late").await;
+    assert!(
+        matches!(
+            late,
+            Err(LockError::Backend(palisade_core::BackendError::Timeout(_)))
+        ),
+        "{late:?}"
+    );
+    // Let the late SET NX land (it is 300 ms on its way), then look.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy.set(FaultMode::Pass);
+    let freed = first_grant(&other, "late", Duration::from_secs(3)).await;
+    assert!(
+        freed.is_some(),
+        "the late lock is still held with a 30 s TTL"
+    );
 }

@@ -72,6 +72,51 @@ impl TestPostgres {
         TestPostgres { pool, schema }
     }
 
+    /// The server's address (host and port of [`database_url`]), to put a
+    /// [`FaultProxy`](crate::FaultProxy) in front of it.
+    pub async fn server_addr(&self) -> std::net::SocketAddr {
+        let options: PgConnectOptions = database_url().parse().expect("DATABASE_URL");
+        let target = format!("{}:{}", options.get_host(), options.get_port());
+        tokio::net::lookup_host(target.as_str())
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .unwrap_or_else(|| panic!("cannot resolve the PostgreSQL address {target}"))
+    }
+
+    /// A pool on the same schema whose connections go to `addr` (a fault proxy) instead.
+    pub async fn pool_via(&self, addr: std::net::SocketAddr, max: u32) -> PgPool {
+        let options: PgConnectOptions = database_url().parse().expect("DATABASE_URL");
+        let options = options.host(&addr.ip().to_string()).port(addr.port());
+        schema_pool(options, &self.schema, max)
+            .await
+            .expect("connect a test pool through the proxy")
+    }
+
+    /// Terminates backend `pid` and waits (up to 5 s) until it is gone from
+    /// `pg_stat_activity` — `pg_terminate_backend` returns before the backend has exited and
+    /// released its locks, so asserting right after it is a race.
+    pub async fn terminate(&self, pid: i32) {
+        let _: (bool,) = sqlx::query_as("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&self.pool)
+            .await
+            .expect("pg_terminate_backend");
+        for _ in 0..500 {
+            let alive: (bool,) =
+                sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                    .bind(pid)
+                    .fetch_one(&self.pool)
+                    .await
+                    .expect("pg_stat_activity");
+            if !alive.0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("backend {pid} still running 5 s after pg_terminate_backend");
+    }
+
     /// A second, independent pool on the same schema (as another service instance would have).
     pub async fn another_pool(&self, max: u32) -> PgPool {
         let options: PgConnectOptions = database_url().parse().expect("DATABASE_URL");
