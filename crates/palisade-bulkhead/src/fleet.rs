@@ -144,6 +144,15 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
     }
 
     async fn run(&self, op: &str, id: &str) -> Result<(bool, Duration), BackendError> {
+        self.run_within(op, id, self.inner.timeout).await
+    }
+
+    async fn run_within(
+        &self,
+        op: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<(bool, Duration), BackendError> {
         let i = &*self.inner;
         let reply: Vec<i64> = SEMAPHORE
             .invoke(
@@ -155,7 +164,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
                     i.capacity.to_string(),
                     i.lease.as_millis().to_string(),
                 ],
-                i.timeout,
+                timeout,
             )
             .await?;
         match reply.as_slice() {
@@ -175,7 +184,21 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
             i.instance,
             i.next.fetch_add(1, Ordering::Relaxed)
         );
-        let (granted, wait) = self.run("acquire", &id).await?;
+        let (granted, wait) = match self.run("acquire", &id).await {
+            Ok(reply) => reply,
+            Err(error @ BackendError::Timeout(_)) => {
+                // The script may have run after we stopped waiting: a lease nobody renews or
+                // releases would hold a slot for a whole lease. Release it by its id (a no-op if
+                // it never landed; the id is ours alone).
+                let semaphore = self.clone();
+                let within = palisade_core::backend::compensation_timeout(self.inner.timeout);
+                palisade_core::backend::compensate("bulkhead", async move {
+                    semaphore.run_within("release", &id, within).await
+                });
+                return Err(error.into());
+            }
+            Err(error) => return Err(error.into()),
+        };
         if !granted {
             return Err(FleetError::Full {
                 retry_after: wait.max(Duration::from_millis(1)),

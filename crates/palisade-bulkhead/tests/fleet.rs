@@ -9,7 +9,7 @@ use std::{
 };
 
 use palisade_bulkhead::{FleetError, FleetSemaphore};
-use palisade_testkit::TestRedis;
+use palisade_testkit::{FaultMode, FaultProxy, RedisNode, TestRedis, connect_url};
 
 async fn three(
     redis: &TestRedis,
@@ -156,4 +156,44 @@ async fn the_fleet_layer_refuses_beyond_the_fleet_limit() {
     assert!((1..=5).contains(&secs), "{secs}");
     gate.add_permits(1);
     assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+/// Regression: an acquisition whose reply came after the timeout had taken a slot nobody
+/// renewed or released: a 50 ms latency blip filled the semaphore with orphans for a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_acquisitions_give_their_slots_back() {
+    let node = RedisNode::start();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], node.port()).into()).await;
+    let slow = FleetSemaphore::new(
+        connect_url(&proxy.redis_url(), Duration::from_secs(3))
+            .await
+            .unwrap(),
+        "partner",
+        3,
+    )
+    .lease(Duration::from_secs(30))
+    .timeout(Duration::from_millis(50));
+    let direct = FleetSemaphore::new(node.client().await, "partner", 3)
+        .lease(Duration::from_secs(30))
+        .timeout(Duration::from_secs(2));
+    // Load the script while the network is fine (a late NOSCRIPT would never land).
+    slow.try_acquire().await.unwrap().release().await;
+    proxy.set(FaultMode::Latency(Duration::from_millis(200)));
+    for _ in 0..3 {
+        let late = slow.try_acquire().await;
+        assert!(matches!(late, Err(FleetError::Backend(_))), "{late:?}");
+    }
+    // The late scripts land (200 ms each way), then their compensations.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.set(FaultMode::Pass);
+    let mut permits = Vec::new();
+    for i in 0..3 {
+        match direct.try_acquire().await {
+            Ok(permit) => permits.push(permit),
+            Err(error) => panic!("slot {i} still held by an orphan: {error}"),
+        }
+    }
+    for permit in permits {
+        permit.release().await;
+    }
 }

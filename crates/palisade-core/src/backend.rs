@@ -56,12 +56,21 @@ impl OnBackendError {
     }
 }
 
+/// The deadline of a compensation (see [`compensate`]) for calls bounded by `call_timeout`:
+/// ten times longer, at least 2 s. A compensation runs in the background, so nobody waits on
+/// it, and it must get through the same slow network that made the original call late — a
+/// script cache miss (`NOSCRIPT`, then `EVAL`) included.
+pub fn compensation_timeout(call_timeout: Duration) -> Duration {
+    (call_timeout * 10).max(Duration::from_secs(2))
+}
+
 /// Undoes, in the background, a state-changing call whose reply came too late.
 ///
 /// A timeout is an unknown outcome: the call may have happened on the server after the caller
 /// stopped waiting (a claim, a lock, a permit nobody will ever release). The caller knows its
 /// owner token, so it can undo the call with an **owner-checked** operation — which changes
-/// nothing if the call never landed, and never touches anyone else's state. `undo` runs once on
+/// nothing if the call never landed, and never touches anyone else's state. Bound `undo` by
+/// [`compensation_timeout`], not by the call's own timeout. `undo` runs once on
 /// the current tokio runtime (after the original on the same connection, for a single-connection
 /// client); if it fails too, the state expires with its lease, which is the documented bound.
 /// Counted in `palisade_backend_compensations_total{layer, outcome}`.

@@ -459,7 +459,7 @@ fn compensate_late_claim<S: IdempotencyStore>(
 ) {
     let (store, record, owner) = (store.clone(), record.clone(), owner.clone());
     palisade_core::backend::compensate("idempotency", async move {
-        store.release(&record, &owner, retention).await
+        store.release_late_claim(&record, &owner, retention).await
     });
 }
 

@@ -423,3 +423,40 @@ async fn waiting_duplicates_across_instances_get_the_replay() {
     assert_eq!(body, first_body);
     assert_eq!(calls.0.load(Ordering::SeqCst), 1);
 }
+
+/// Regression: a claim whose reply came after the store timeout had landed, and the key stayed
+/// "in flight" for the whole lease: the client's retry of a request that never ran got 409 for
+/// 60 s. The late claim is released with its owner token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_claim_does_not_block_the_retry() {
+    let node = RedisNode::start();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], node.port()).into()).await;
+    let client = palisade_testkit::connect_url(&proxy.redis_url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let slow = RedisStore::new(client).with_timeout(Duration::from_millis(100));
+    let direct = RedisStore::new(node.client().await);
+    let calls = Calls::default();
+    let (first, second) = (
+        instance(slow, calls.clone()),
+        instance(direct, calls.clone()),
+    );
+    // Load the scripts while the network is fine.
+    assert_eq!(send(&first, request("warm")).await.0, StatusCode::CREATED);
+    proxy.set(FaultMode::Latency(Duration::from_millis(300)));
+    assert_eq!(
+        send(&first, request("late")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // The late claim lands, then its compensation.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.set(FaultMode::Pass);
+    let (status, replayed, body) = send(&second, request("late")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(!replayed);
+    assert_eq!(
+        calls.0.load(Ordering::SeqCst),
+        2,
+        "warm-up and the retry ran"
+    );
+}

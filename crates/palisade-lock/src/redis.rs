@@ -8,7 +8,11 @@ use std::{
 
 use fred::{interfaces::LuaInterface, types::Value};
 use palisade_core::{
-    BackendError, backend::compensate, key::Key, redis_key::RedisKeyBuilder, script::RedisScript,
+    BackendError,
+    backend::{compensate, compensation_timeout},
+    key::Key,
+    redis_key::RedisKeyBuilder,
+    script::RedisScript,
 };
 
 use crate::{
@@ -221,7 +225,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
                             &inner.client,
                             key.as_str(),
                             vec![Value::from(token.as_str())],
-                            inner.timeout,
+                            compensation_timeout(inner.timeout),
                         )
                         .await
                 });

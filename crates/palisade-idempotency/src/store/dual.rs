@@ -130,6 +130,22 @@ impl<F: IdempotencyStore, D: IdempotencyStore> IdempotencyStore for DualStore<F,
         Ok(failures)
     }
 
+    async fn release_late_claim(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        retention: Duration,
+    ) -> Result<Option<u32>, BackendError> {
+        let failures = self
+            .durable
+            .release_late_claim(key, owner, retention)
+            .await?;
+        if let Err(error) = self.fast.release_late_claim(key, owner, retention).await {
+            skip_fast("release", &error);
+        }
+        Ok(failures)
+    }
+
     async fn renew(
         &self,
         key: &RecordKey,

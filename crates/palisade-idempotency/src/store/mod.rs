@@ -141,6 +141,20 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         retention: Duration,
     ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send;
 
+    /// Releases `owner`'s claim after the *claim itself* timed out — it may have landed after
+    /// the caller stopped waiting. Runs in the background, so stores whose calls have a
+    /// deadline give this one a longer one
+    /// ([`compensation_timeout`](palisade_core::backend::compensation_timeout)). The default
+    /// is [`release`](Self::release).
+    fn release_late_claim(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        retention: Duration,
+    ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send {
+        self.release(key, owner, retention)
+    }
+
     /// Extends `owner`'s lease to `lease` from now. `Ok(false)` when the claim is lost.
     fn renew(
         &self,

@@ -130,6 +130,27 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
             .keys
             .key(&self.inner.namespace, &Key::from(key.as_str()))
     }
+
+    async fn release_within(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        retention: Duration,
+        timeout: Duration,
+    ) -> Result<Option<u32>, BackendError> {
+        let failures: i64 = RELEASE
+            .invoke(
+                &self.inner.client,
+                self.redis_key(key),
+                vec![
+                    Value::from(owner.as_str()),
+                    Value::from(millis(retention) as i64),
+                ],
+                timeout,
+            )
+            .await?;
+        Ok(u32::try_from(failures).ok())
+    }
 }
 
 impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for RedisStore<C> {
@@ -204,18 +225,18 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
         owner: &Owner,
         retention: Duration,
     ) -> Result<Option<u32>, BackendError> {
-        let failures: i64 = RELEASE
-            .invoke(
-                &self.inner.client,
-                self.redis_key(key),
-                vec![
-                    Value::from(owner.as_str()),
-                    Value::from(millis(retention) as i64),
-                ],
-                self.inner.timeout,
-            )
-            .await?;
-        Ok(u32::try_from(failures).ok())
+        self.release_within(key, owner, retention, self.inner.timeout)
+            .await
+    }
+
+    async fn release_late_claim(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        retention: Duration,
+    ) -> Result<Option<u32>, BackendError> {
+        let timeout = palisade_core::backend::compensation_timeout(self.inner.timeout);
+        self.release_within(key, owner, retention, timeout).await
     }
 
     async fn renew(
