@@ -161,6 +161,10 @@ pub(crate) struct FleetLink {
     /// Whether this instance holds the fleet's probe lease: without it, an expired open
     /// period does not turn into half-open here.
     pub(crate) may_probe: std::sync::atomic::AtomicBool,
+    /// Whether a call was refused here for want of the probe lease since the last transition:
+    /// only an instance with demand asks for the lease, so an idle one never holds the fleet
+    /// up by winning a lease it will not use.
+    pub(crate) wants_probe: std::sync::atomic::AtomicBool,
     /// Openings and closings to publish.
     pub(crate) outbox: tokio::sync::mpsc::UnboundedSender<FleetEvent>,
     /// How often the fleet state is read (the retry-after while waiting for the lease).
@@ -281,6 +285,7 @@ impl CircuitBreaker {
                         && !fleet.may_probe.load(Acquire)
                     {
                         // Another instance probes for the fleet (or the lease is not ours yet).
+                        fleet.wants_probe.store(true, Release);
                         return Err(self.reject(State::Open, Some(fleet.interval)));
                     }
                     self.transition(word, State::HalfOpen);
@@ -369,10 +374,12 @@ impl CircuitBreaker {
             match to {
                 State::Open => {
                     fleet.may_probe.store(false, Release);
+                    fleet.wants_probe.store(false, Release);
                     let _ = fleet.outbox.send(FleetEvent::Opened(opened_for));
                 }
                 State::Closed => {
                     fleet.may_probe.store(false, Release);
+                    fleet.wants_probe.store(false, Release);
                     let _ = fleet.outbox.send(FleetEvent::Closed);
                 }
                 _ => {}
@@ -403,6 +410,17 @@ impl CircuitBreaker {
                 }
                 _ => return,
             }
+        }
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// Another instance's probe round succeeded after the last fleet opening: an open breaker
+    /// closes here too, without a probe round of its own.
+    pub(crate) fn close_remotely(&self) {
+        let word = self.inner.word.load(Acquire);
+        if State::from_word(word) == State::Open {
+            // Lost to a concurrent transition: the next sync looks again.
+            self.transition(word, State::Closed);
         }
     }
 

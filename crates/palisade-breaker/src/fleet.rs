@@ -25,8 +25,12 @@ static FLEET: LazyLock<RedisScript> =
 /// an instance that opens publishes `open until T` (Redis server time); the others read it
 /// every `sync_every` (default 250 ms) and open for the rest of the period. When the period
 /// ends, an instance may probe only while it holds the fleet's probe lease, which one
-/// instance at a time gets, and only after the fleet's open period: the upstream sees one
-/// probe round, not one per instance.
+/// instance at a time gets — only an instance that has calls waiting asks for it, and only
+/// after the fleet's open period. When that probe round succeeds it publishes the recovery,
+/// and every other open instance closes at its next sync without probing: the upstream sees
+/// **one probe round for the fleet**, not one per instance. Only the instance holding the probe
+/// lease can close the fleet, and an opening published meanwhile takes the lease away, so a
+/// late close never wipes a fresh opening.
 ///
 /// Best effort by design: if Redis is unreachable, every instance keeps its own breaker
 /// (calls are bounded by a timeout and failures are logged); nothing waits on Redis on the call
@@ -96,6 +100,7 @@ impl CircuitBreaker {
         let (outbox, inbox) = mpsc::unbounded_channel();
         let link = FleetLink {
             may_probe: false.into(),
+            wants_probe: false.into(),
             outbox,
             interval: fleet.interval,
         };
@@ -134,7 +139,12 @@ async fn sync<C>(
                 )
                 .await;
             match reply {
-                Ok(r) if r.len() == 3 => Some((r[0], r[1], r[2] == 1)),
+                Ok(r) if r.len() == 4 => Some(Reply {
+                    now: r[0],
+                    open_until: r[1],
+                    holder: r[2] == 1,
+                    recovered: r[3] == 1,
+                }),
                 Ok(_) => None,
                 Err(error) => {
                     tracing::warn!(target: "palisade::breaker", %error, op, "fleet sync failed; acting locally");
@@ -143,15 +153,20 @@ async fn sync<C>(
             }
         }
     };
+    // The recovery marker outlives many syncs, so every instance sees it.
+    let marker_ms = (fleet.interval * 40).max(Duration::from_secs(10)).as_millis() as u64;
     let mut tick = tokio::time::interval(fleet.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            // Local transitions first: an opening is published before the next read, so a
+            // stale recovery marker never closes a breaker that has just opened here.
+            biased;
             event = inbox.recv() => {
                 let Some(event) = event else { return };
                 match event {
                     FleetEvent::Opened(wait) => { call("open", wait.as_millis() as u64).await; }
-                    FleetEvent::Closed => { call("close", 0).await; }
+                    FleetEvent::Closed => { call("close", marker_ms).await; }
                 }
             }
             _ = tick.tick() => {
@@ -159,25 +174,55 @@ async fn sync<C>(
                 let Some(link) = breaker.inner_fleet().get() else { return };
                 match breaker.state() {
                     State::Closed => {
-                        if let Some((now, until, _)) = call("read", 0).await
-                            && until > now
+                        if let Some(reply) = call("read", 0).await
+                            && reply.open_until > reply.now
                         {
-                            breaker.open_remotely(Duration::from_millis((until - now) as u64));
+                            breaker.open_remotely(reply.remaining());
                         }
                     }
                     State::Open => {
-                        let remaining = breaker.open_remaining();
-                        let op = if remaining <= fleet.interval { "lease" } else { "read" };
-                        if let Some((now, until, holder)) = call(op, fleet.lease.as_millis() as u64).await {
-                            if until > now {
-                                breaker.open_remotely(Duration::from_millis((until - now) as u64));
+                        // Ask for the probe lease only with demand: an idle instance that won
+                        // it would hold every other instance up for a whole lease.
+                        let due = breaker.open_remaining() <= fleet.interval
+                            && link.wants_probe.load(Ordering::Acquire);
+                        let op = if due { "lease" } else { "read" };
+                        if let Some(reply) = call(op, fleet.lease.as_millis() as u64).await {
+                            if reply.recovered {
+                                // Another instance's probe round closed the fleet: one round
+                                // for the fleet, not one per instance.
+                                breaker.close_remotely();
+                                continue;
                             }
-                            link.may_probe.store(holder && until <= now, Ordering::Release);
+                            if reply.open_until > reply.now {
+                                breaker.open_remotely(reply.remaining());
+                            }
+                            link.may_probe.store(
+                                reply.holder && reply.open_until <= reply.now,
+                                Ordering::Release,
+                            );
                         }
                     }
                     _ => {}
                 }
             }
         }
+    }
+}
+
+/// What the fleet script answers.
+struct Reply {
+    /// Redis server time, ms.
+    now: i64,
+    /// The fleet's open period end, ms (0: not open).
+    open_until: i64,
+    /// Whether this instance holds the probe lease.
+    holder: bool,
+    /// Whether the last fleet event is a successful probe round.
+    recovered: bool,
+}
+
+impl Reply {
+    fn remaining(&self) -> Duration {
+        Duration::from_millis((self.open_until - self.now).max(0) as u64)
     }
 }

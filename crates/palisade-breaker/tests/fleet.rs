@@ -6,9 +6,14 @@ use std::{
 };
 
 use palisade_breaker::{BreakerPolicy, CircuitBreaker, Fleet, OpenDuration, Outcome, State};
+use fred::interfaces::KeysInterface;
 use palisade_testkit::TestRedis;
 
 async fn fleet_of_three(open: Duration) -> (Vec<CircuitBreaker>, TestRedis) {
+    fleet_with_lease(open, Duration::from_secs(5)).await
+}
+
+async fn fleet_with_lease(open: Duration, lease: Duration) -> (Vec<CircuitBreaker>, TestRedis) {
     let redis = TestRedis::connect().await;
     let mut breakers = Vec::new();
     for _ in 0..3 {
@@ -24,7 +29,8 @@ async fn fleet_of_three(open: Duration) -> (Vec<CircuitBreaker>, TestRedis) {
         breaker.join_fleet(
             Fleet::new(redis.another_client().await)
                 .with_prefix(&redis.prefix)
-                .sync_every(Duration::from_millis(20)),
+                .sync_every(Duration::from_millis(20))
+                .probe_lease(lease),
         );
         breakers.push(breaker);
     }
@@ -104,4 +110,99 @@ async fn only_one_instance_probes_at_a_time() {
             pair[1].0
         );
     }
+}
+
+async fn open_everywhere(fleet: &[CircuitBreaker]) {
+    for _ in 0..4 {
+        fleet[0].try_acquire().unwrap().record(Outcome::Failure);
+    }
+    for b in fleet {
+        until_state(b, State::Open).await;
+    }
+}
+
+/// Drives healthy calls into `breaker` until it closes (bounded): the number of probes made.
+async fn heal(breaker: &CircuitBreaker, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    let mut probes = 0;
+    while breaker.state() != State::Closed {
+        assert!(Instant::now() < deadline, "never closed: {:?}", breaker.state());
+        if let Ok(permit) = breaker.try_acquire() {
+            probes += 1;
+            permit.record(Outcome::Success);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    probes
+}
+
+/// Regression: after the probe round succeeded the other instances were not told; each had to
+/// win the lease and probe again (an instance without calls stayed open for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_probe_round_closes_the_whole_fleet() {
+    let (fleet, _redis) = fleet_of_three(Duration::from_millis(300)).await;
+    open_everywhere(&fleet).await;
+    let probes = heal(&fleet[0], Duration::from_secs(5)).await;
+    assert_eq!(probes, 1, "one probe (half_open_probes = 1)");
+    // The others close without a call of their own.
+    until_state(&fleet[1], State::Closed).await;
+    until_state(&fleet[2], State::Closed).await;
+}
+
+/// Regression: an idle instance could win the probe lease and, making no call, hold every
+/// other instance open for the whole lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_instance_never_holds_the_fleet_up() {
+    let open = Duration::from_millis(200);
+    let (fleet, _redis) = fleet_with_lease(open, Duration::from_secs(20)).await;
+    for round in 0..3 {
+        open_everywhere(&fleet).await;
+        // Only the last instance has calls; the lease is 20 s.
+        let started = Instant::now();
+        heal(&fleet[2], Duration::from_secs(4)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "round {round}: closed after {:?}",
+            started.elapsed()
+        );
+        for b in &fleet {
+            until_state(b, State::Closed).await;
+        }
+    }
+}
+
+/// Regression: the fleet `close` deleted the opening unconditionally, so a prober's late close
+/// wiped an opening another instance had just published. Driven on the script itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_close_never_wipes_a_fresh_opening() {
+    use fred::interfaces::LuaInterface;
+    let redis = TestRedis::connect().await;
+    let keys = vec![
+        format!("{}:open:{{b}}", redis.prefix),
+        format!("{}:probe:{{b}}", redis.prefix),
+    ];
+    let run = |op: &str, me: &str, ms: u64| {
+        let (client, keys) = (redis.client.clone(), keys.clone());
+        let args = vec![op.to_owned(), me.to_owned(), ms.to_string()];
+        async move {
+            client
+                .eval::<Vec<i64>, _, _, _>(include_str!("../src/scripts/fleet.lua"), keys, args)
+                .await
+                .unwrap()
+        }
+    };
+    // A holds the probe lease and probes…
+    assert_eq!(run("lease", "a", 5000).await[2], 1);
+    // …meanwhile C's own calls fail and it opens the fleet…
+    run("open", "c", 30_000).await;
+    // …then A's probe succeeds and it closes: the fresh opening must stand.
+    run("close", "a", 10_000).await;
+    let read = run("read", "b", 0).await;
+    assert!(read[1] > read[0], "the fleet is still open: {read:?}");
+    assert_eq!(read[3], 0, "no recovery published");
+    // A close by the lease holder does publish the recovery.
+    redis.client.del::<i64, _>(keys.clone()).await.unwrap();
+    assert_eq!(run("lease", "a", 5000).await[2], 1);
+    let closed = run("close", "a", 10_000).await;
+    assert_eq!((closed[1], closed[3]), (0, 1), "{closed:?}");
 }
