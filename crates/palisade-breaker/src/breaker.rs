@@ -135,6 +135,9 @@ pub struct CircuitBreaker {
 
 pub(crate) struct Inner {
     policy: BreakerPolicy,
+    /// The `breaker` label of this breaker's metrics: its name, or for a per-key breaker the
+    /// registry's policy name (a key never goes into a label: the series would be unbounded).
+    metrics_name: Arc<str>,
     epoch: Instant,
     /// The state (low 8 bits) and the number of transitions so far (the rest). One CAS moves
     /// both, so an outcome from a call admitted under an earlier state is recognised and
@@ -206,7 +209,15 @@ enum PermitKind {
 impl CircuitBreaker {
     /// A closed breaker enforcing `policy`.
     pub fn new(policy: BreakerPolicy) -> Self {
-        let name = policy.name.to_string();
+        let name = policy.name.clone();
+        Self::with_metrics_name(policy, name)
+    }
+
+    /// A closed breaker whose metrics carry `metrics_name` as their `breaker` label. The state
+    /// gauges count breakers (each adds one to its current state), so several breakers sharing
+    /// a label add up: `palisade_breaker_state{state="open"}` is how many are open.
+    pub(crate) fn with_metrics_name(policy: BreakerPolicy, metrics_name: Arc<str>) -> Self {
+        let name = metrics_name.to_string();
         let metrics = Metrics {
             state: State::ALL.map(|s| {
                 metrics::gauge!("palisade_breaker_state", "breaker" => name.clone(), "state" => s.as_str())
@@ -216,11 +227,12 @@ impl CircuitBreaker {
             }),
             rejections: metrics::counter!("palisade_breaker_rejections_total", "breaker" => name.clone()),
         };
-        metrics.state[State::Closed as usize].set(1.0);
+        metrics.state[State::Closed as usize].increment(1.0);
         CircuitBreaker {
             inner: Arc::new(Inner {
                 window: Outcomes::new(policy.window),
                 policy,
+                metrics_name,
                 epoch: Instant::now(),
                 word: AtomicU64::new(State::Closed as u64),
                 open_until: AtomicU64::new(0),
@@ -448,11 +460,11 @@ impl CircuitBreaker {
 
     fn announce(&self, from: State, to: State) {
         let inner = &*self.inner;
-        inner.metrics.state[from as usize].set(0.0);
-        inner.metrics.state[to as usize].set(1.0);
+        inner.metrics.state[from as usize].decrement(1.0);
+        inner.metrics.state[to as usize].increment(1.0);
         metrics::counter!(
             "palisade_breaker_transitions_total",
-            "breaker" => inner.policy.name.to_string(),
+            "breaker" => inner.metrics_name.to_string(),
             "from" => from.as_str(),
             "to" => to.as_str()
         )
@@ -635,6 +647,14 @@ impl Permit {
                 .probes_admitted
                 .fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
         }
+    }
+}
+
+impl Drop for Inner {
+    // A breaker that goes (evicted from a registry) leaves the state count it added.
+    fn drop(&mut self) {
+        let state = State::from_word(*self.word.get_mut());
+        self.metrics.state[state as usize].decrement(1.0);
     }
 }
 

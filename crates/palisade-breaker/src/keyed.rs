@@ -21,8 +21,11 @@ use crate::{
 ///
 /// At most `max_keys` breakers are kept; when a new key arrives at the cap, a closed breaker
 /// (which holds nothing worth keeping but its window) is dropped to make room — an open one
-/// only if every breaker is open. Each breaker is named `<policy>/<key>` in metrics and events,
-/// so keep keys few and bounded (upstream hosts, not users).
+/// only if every breaker is open. Each breaker is named `<policy>/<key>` in its events and
+/// tracing, while its **metrics carry only the policy name**: a key in a label would make one
+/// series per key ever seen, unbounded as keys come and go. The state gauge then counts
+/// breakers per state (`palisade_breaker_state{breaker="upstreams", state="open"}` = how many
+/// keys are open), and calls, rejections and transitions add up across keys.
 ///
 /// ```
 /// use palisade_breaker::{BreakerPolicy, BreakerRegistry};
@@ -84,7 +87,7 @@ impl BreakerRegistry {
         }
         let mut policy = inner.policy.clone();
         policy.name = format!("{}/{}", inner.policy.name, key).into();
-        let breaker = CircuitBreaker::new(policy);
+        let breaker = CircuitBreaker::with_metrics_name(policy, inner.policy.name.clone());
         breakers.insert(key.clone(), breaker.clone());
         breaker
     }

@@ -66,6 +66,19 @@ impl Recording {
         })
     }
 
+    /// Every series recorded so far, as `name{label=value,…}`, sorted.
+    pub fn series(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The value of `name{label=value,…}` (labels sorted), 0 if never recorded.
     pub fn get(&self, id: &str) -> f64 {
         self.0
