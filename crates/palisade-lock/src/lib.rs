@@ -39,7 +39,7 @@
 //! | backend | feature | fencing tokens | survives | notes |
 //! |---|---|---|---|---|
 //! | [`MemoryLock`] | — | yes | nothing | one process only |
-//! | [`RedisLock`] | `redis` | yes (atomic counter) | a restart only with persistence | one round trip to acquire |
+//! | [`RedisLock`] | `redis` | yes (counter seeded by server time) | a restart only with persistence | one round trip to acquire |
 //! | [`Redlock`] | `redis` | **no** (see its docs) | a minority of N nodes down | N parallel round trips |
 //! | [`PgAdvisoryLock`] | `postgres` | with `with_fencing` | — (session dies → lock released) | holds a pooled connection while held |
 //! | [`lock_xact`] | `postgres` | — | — | released at commit / rollback |

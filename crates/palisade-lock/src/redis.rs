@@ -33,11 +33,16 @@ pub(crate) static EXTEND: LazyLock<RedisScript> =
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A lock on one Redis: `SET NX PX` with a random owner token, released and extended only by
-/// owner-checked scripts, each acquisition issuing a **fencing token** from a per-name counter
-/// in the same script (so tokens strictly increase in acquisition order).
+/// owner-checked scripts, each acquisition issuing a **fencing token** in the same script:
+/// `max(last token + 1, Redis server time in µs)`, so tokens strictly increase in acquisition
+/// order while the counter lives, and stay above every earlier token after it is gone.
 ///
 /// Keys are `<prefix>:lock:{<name>}` and `<prefix>:lock:{<name>}:fence` — the name is the
-/// Cluster hash tag, so both live in one slot. The TTL is mandatory; a watchdog extends it
+/// Cluster hash tag, so both live in one slot. The counter expires an hour after the lease
+/// (one key per *live* lock name, not per name ever locked — per-order locks do not pile up),
+/// and because new tokens start from the server clock, neither that expiry nor a Redis that
+/// lost its data (restart without persistence, failover) can issue a token below one a
+/// resource has already seen — unless the server clock itself went back by more than the gap. The TTL is mandatory; a watchdog extends it
 /// every TTL/3 while the guard lives (turn it off with
 /// [`without_watchdog`](Self::without_watchdog)).
 ///

@@ -256,3 +256,24 @@ async fn a_late_acquisition_is_undone() {
         "the late lock is still held with a 30 s TTL"
     );
 }
+
+/// Fencing counters expire with their lock (one key per live name), and after they are gone —
+/// expired, or Redis lost its data — new tokens are still above every earlier one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_stay_increasing_when_the_counter_is_gone() {
+    let redis = TestRedis::connect().await;
+    let locks = RedisLock::new(redis.client.clone(), Duration::from_millis(500))
+        .with_prefix(&redis.prefix)
+        .without_watchdog();
+    let first = locks.try_acquire("order-9").await.unwrap().unwrap();
+    let a = first.fencing_token().unwrap();
+    first.release().await.unwrap();
+    let ttl: i64 = redis.client.pttl(locks.fence_key("order-9")).await.unwrap();
+    assert!(ttl > 0, "the counter expires (PTTL {ttl})");
+    // Redis forgets the counter (expiry, a restart without persistence, a failover).
+    let _: i64 = redis.client.del(locks.fence_key("order-9")).await.unwrap();
+    let second = locks.try_acquire("order-9").await.unwrap().unwrap();
+    let b = second.fencing_token().unwrap();
+    assert!(b > a, "{b} after {a}");
+    second.release().await.unwrap();
+}
