@@ -154,7 +154,9 @@ async fn sync<C>(
         }
     };
     // The recovery marker outlives many syncs, so every instance sees it.
-    let marker_ms = (fleet.interval * 40).max(Duration::from_secs(10)).as_millis() as u64;
+    let marker_ms = (fleet.interval * 40)
+        .max(Duration::from_secs(10))
+        .as_millis() as u64;
     let mut tick = tokio::time::interval(fleet.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -5,8 +5,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_breaker::{BreakerPolicy, CircuitBreaker, Fleet, OpenDuration, Outcome, State};
 use fred::interfaces::KeysInterface;
+use palisade_breaker::{BreakerPolicy, CircuitBreaker, Fleet, OpenDuration, Outcome, State};
 use palisade_testkit::TestRedis;
 
 async fn fleet_of_three(open: Duration) -> (Vec<CircuitBreaker>, TestRedis) {
@@ -126,7 +126,11 @@ async fn heal(breaker: &CircuitBreaker, within: Duration) -> usize {
     let deadline = Instant::now() + within;
     let mut probes = 0;
     while breaker.state() != State::Closed {
-        assert!(Instant::now() < deadline, "never closed: {:?}", breaker.state());
+        assert!(
+            Instant::now() < deadline,
+            "never closed: {:?}",
+            breaker.state()
+        );
         if let Ok(permit) = breaker.try_acquire() {
             probes += 1;
             permit.record(Outcome::Success);

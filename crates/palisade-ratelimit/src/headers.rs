@@ -86,10 +86,14 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 
 /// Adds `RateLimit-Policy` and `RateLimit`, and with `legacy` the `X-RateLimit-*` trio for the
 /// tightest limit.
+///
+/// Both IETF fields are structured-field lists, so they are **appended**: with two rate-limit
+/// layers stacked (per client IP outside, per API key inside) the client sees both policies,
+/// the inner layer's first. The legacy trio holds one limit and is replaced.
 pub fn insert(headers: &mut HeaderMap, decision: &Decision, legacy: bool) {
     headers.reserve(if legacy { 5 } else { 2 });
-    headers.insert(&RATELIMIT_POLICY, decision.policy().header_value().clone());
-    headers.insert(&RATELIMIT, rate_limit_value(decision));
+    headers.append(&RATELIMIT_POLICY, decision.policy().header_value().clone());
+    headers.append(&RATELIMIT, rate_limit_value(decision));
     if legacy {
         let tightest = decision
             .policy()

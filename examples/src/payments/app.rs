@@ -1,20 +1,19 @@
 //! The routes and the layer stack of each.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use axum::{
-    Json, Router,
-    body::Bytes,
-    extract::{Path, Query, Request, State},
+    Extension, Json, Router,
+    extract::{Path, Request, State},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
-use http::{HeaderMap, StatusCode, header};
+use http::{StatusCode, header};
 use palisade::{
     breaker::State as BreakerState,
-    idempotency::{IdempotencyLayer, IdempotencyStore},
-    key::Header,
+    idempotency::{IdempotencyLayer, IdempotencyRecord, IdempotencyStore},
+    key::{Header, path::decode_segment},
     lock::{LockLayer, Locker, PathSegment},
     ratelimit::{Policy, RateLimitLayer, RateLimitStore},
 };
@@ -25,6 +24,7 @@ use crate::{
     config::Settings,
     ledger::Ledger,
     problem,
+    serve::read_body_within,
     upstream::{self, FakeUpstream, Quotes},
 };
 
@@ -56,20 +56,34 @@ where
     LG: Ledger,
 {
     let route = &settings.payments;
-    // Outermost first: who you are → how often → have we done this already → one at a time
-    // per order → the handler.
+    let api_keys = std::sync::Arc::new(route.api_keys.clone());
+    // Outermost first: how often from this address → who you are → how often for this key (a
+    // malformed request costs quota too) → is the request well formed (before any claim or
+    // lock) → have we done this already → one at a time per order → the handler.
     let payment_stack = ServiceBuilder::new()
-        .layer(middleware::from_fn(require_api_key))
+        .layer(
+            RateLimitLayer::builder(backends.rate_limits.clone(), route.ip_rate_limit.clone())
+                .key(settings.client_ip.clone())
+                .build(),
+        )
+        .layer(middleware::from_fn(move |request, next| {
+            require_api_key(api_keys.clone(), request, next)
+        }))
         .layer(
             RateLimitLayer::builder(backends.rate_limits, route.rate_limit.clone())
                 .key(Header::new("x-api-key"))
                 .build(),
         )
+        .layer(middleware::from_fn(validate_payment))
         .layer(
+            // An unknown outcome (a 503 after a ledger write timed out) keeps the key claimed
+            // until the lease ends; the ledger keys the charge by the record, so the retry
+            // after the lease finds the charge instead of making a second one.
             IdempotencyLayer::new(backends.idempotency)
                 .scope(Header::new("x-api-key"))
                 .require_key()
                 .namespace("payments")
+                .lease(route.idempotency_lease)
                 .max_request_body(64 * 1024)
                 .retention(route.idempotency_retention),
         )
@@ -106,12 +120,30 @@ where
             "/upstream/behaviour",
             put(upstream::set_behaviour).with_state(fake),
         )
+        .fallback(|| async { problem::not_found() })
+        .method_not_allowed_fallback(|| async { problem::method_not_allowed() })
+        .layer(middleware::from_fn({
+            let limits = settings.limits;
+            move |request, next| read_body_within(limits, request, next)
+        }))
 }
 
-async fn require_api_key(request: Request, next: Next) -> Response {
-    match request.headers().get("x-api-key") {
-        Some(key) if !key.is_empty() && key.len() <= 256 => next.run(request).await,
-        _ => problem::unauthorized(),
+async fn require_api_key(
+    known: std::sync::Arc<Option<Vec<String>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let key = request.headers().get("x-api-key").map(|k| k.as_bytes());
+    let accepted = match (key, known.as_ref()) {
+        (Some(key), _) if key.is_empty() || key.len() > 256 => false,
+        (Some(key), Some(known)) => known.iter().any(|k| k.as_bytes() == key),
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if accepted {
+        next.run(request).await
+    } else {
+        problem::unauthorized()
     }
 }
 
@@ -123,6 +155,14 @@ struct Payment {
     charge_seq: u64,
 }
 
+/// A payment request that passed validation (before any backend was asked anything).
+#[derive(Debug, Clone)]
+struct PaymentRequest {
+    order_id: String,
+    amount_cents: u64,
+    work_ms: u64,
+}
+
 fn valid_order_id(order_id: &str) -> bool {
     !order_id.is_empty()
         && order_id.len() <= 128
@@ -131,20 +171,28 @@ fn valid_order_id(order_id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-async fn create_payment<LG: Ledger>(
-    State(shared): State<Shared<LG>>,
-    Path(order_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !valid_order_id(&order_id) {
-        return problem::invalid(
-            StatusCode::BAD_REQUEST,
-            "order_id must be 1–128 of [A-Za-z0-9-_.:]",
-        );
-    }
-    let json_type = headers
+/// Checks everything that needs no backend — the order id (decoded, as the router and the lock
+/// see it), the content type, the JSON, the amount, the currency, `work_ms` — so a malformed
+/// payment costs no claim and no lock (only its rate-limit token: floods of garbage are
+/// throttled like any other traffic).
+async fn validate_payment(mut request: Request, next: Next) -> Response {
+    let segment = request
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .nth(1);
+    let order_id = match segment.map(decode_segment) {
+        Some(Ok(id)) if valid_order_id(&id) => id.into_owned(),
+        _ => {
+            return problem::invalid(
+                StatusCode::BAD_REQUEST,
+                "order_id must be 1–128 of [A-Za-z0-9-_.:]",
+            );
+        }
+    };
+    let json_type = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -155,6 +203,21 @@ async fn create_payment<LG: Ledger>(
             "send Content-Type: application/json",
         );
     }
+    let work_ms = match query_param(request.uri().query(), "work_ms").map(|v| v.parse::<u64>()) {
+        None => 0,
+        Some(Ok(ms)) if ms <= 5000 => ms,
+        Some(_) => {
+            return problem::invalid(StatusCode::UNPROCESSABLE_ENTITY, "work_ms must be 0–5000");
+        }
+    };
+    // The body was read (bounded in size and time) by `read_body_within`.
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(body) => body,
+        Err(_) => {
+            return problem::invalid(StatusCode::PAYLOAD_TOO_LARGE, "the body is over 64 KiB");
+        }
+    };
     let json: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(json) => json,
         Err(e) => {
@@ -170,49 +233,121 @@ async fn create_payment<LG: Ledger>(
     let currency = json["currency"]
         .as_str()
         .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()));
-    let (Some(amount), Some(_currency)) = (amount, currency) else {
+    let (Some(amount_cents), Some(_currency)) = (amount, currency) else {
         return problem::invalid(
             StatusCode::UNPROCESSABLE_ENTITY,
             "amount_cents must be an integer > 0 and currency three letters",
         );
     };
-    let work_ms = match query.get("work_ms").map(|v| v.parse::<u64>()) {
-        None => 0,
-        Some(Ok(ms)) if ms <= 5000 => ms,
-        Some(_) => {
-            return problem::invalid(StatusCode::UNPROCESSABLE_ENTITY, "work_ms must be 0–5000");
-        }
-    };
+    request = Request::from_parts(parts, axum::body::Body::from(body));
+    request.extensions_mut().insert(PaymentRequest {
+        order_id,
+        amount_cents,
+        work_ms,
+    });
+    next.run(request).await
+}
 
+/// The first value of `name` in a query string (percent-decoded).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(value: &str) -> String {
+    decode_segment(&value.replace('+', " "))
+        .map(|v| v.into_owned())
+        .unwrap_or_else(|_| value.to_owned())
+}
+
+/// The payment's id: derived from its idempotency record, so a re-run answers the same id.
+fn payment_id(record: &IdempotencyRecord) -> String {
+    let hex = record.id();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+async fn create_payment<LG: Ledger>(
+    State(shared): State<Shared<LG>>,
+    Extension(payment): Extension<PaymentRequest>,
+    Extension(record): Extension<IdempotencyRecord>,
+) -> Response {
+    let PaymentRequest {
+        order_id,
+        amount_cents,
+        work_ms,
+    } = payment;
     // The lock layer serialises this order; the mark proves it (an overlap must never happen).
     let token = uuid::Uuid::new_v4().simple().to_string();
     let outcome = async {
+        // Cleared however the handler ends — a client hanging up drops this future, and an
+        // `enter` that timed out may still land: the owner-checked clear follows it.
+        let mut mark = Mark {
+            ledger: shared.ledger.clone(),
+            order: order_id.clone(),
+            token: token.clone(),
+        };
         let overlap = shared.ledger.enter(&order_id, &token).await?;
         if overlap {
+            // The mark is someone else's: leave it.
+            mark.order.clear();
             tracing::error!(order = %order_id, "two handlers in one order's critical section");
         }
         if work_ms > 0 {
             tokio::time::sleep(Duration::from_millis(work_ms)).await;
         }
-        let seq = shared.ledger.append(&order_id, amount).await;
-        if !overlap {
-            shared.ledger.leave(&order_id, &token).await?;
-        }
-        seq
+        // Keyed by the idempotency record: a re-run finds this charge instead of adding one.
+        shared
+            .ledger
+            .append(&order_id, record.id(), amount_cents)
+            .await
     }
     .await;
     match outcome {
         Ok(charge_seq) => (
             StatusCode::CREATED,
             Json(Payment {
-                payment_id: uuid::Uuid::new_v4().to_string(),
+                payment_id: payment_id(&record),
                 order_id,
-                amount_cents: amount,
+                amount_cents,
                 charge_seq,
             }),
         )
             .into_response(),
         Err(e) => problem::unavailable(&format!("the ledger is unavailable: {e}")),
+    }
+}
+
+/// The critical-section mark of one handler: cleared when dropped.
+struct Mark<LG: Ledger> {
+    ledger: LG,
+    order: String,
+    token: String,
+}
+
+impl<LG: Ledger> Drop for Mark<LG> {
+    fn drop(&mut self) {
+        if self.order.is_empty() {
+            return;
+        }
+        let (ledger, order, token) = (
+            self.ledger.clone(),
+            std::mem::take(&mut self.order),
+            std::mem::take(&mut self.token),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = ledger.leave(&order, &token).await {
+                tracing::warn!(%order, error = %e, "could not clear the critical-section mark; it expires with the lock");
+            }
+        });
     }
 }
 

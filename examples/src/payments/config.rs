@@ -4,9 +4,12 @@ use std::{net::SocketAddr, time::Duration};
 
 use palisade::{
     breaker::{BreakerPolicy, OpenDuration},
+    key::{ClientIp, ForwardedHeader},
     ratelimit::{Policy, TokenBucket},
 };
 use serde::Deserialize;
+
+use crate::serve::ServeLimits;
 
 /// Everything the service needs to start.
 pub struct Settings {
@@ -17,11 +20,21 @@ pub struct Settings {
     pub redis_prefix: String,
     pub payments: PaymentsRoute,
     pub quote: QuoteRoute,
+    /// Connection limits (header and body timeouts, connection count).
+    pub limits: ServeLimits,
+    /// Who the client is: the peer, or — behind trusted proxies — the header they write.
+    pub client_ip: ClientIp,
 }
 
 /// `POST /orders/{order_id}/payments`.
 pub struct PaymentsRoute {
     pub rate_limit: Policy,
+    /// Per client IP, before the API key is even looked at (rotating keys escape nothing).
+    pub ip_rate_limit: Policy,
+    /// The accepted API keys; `None` accepts any non-empty key.
+    pub api_keys: Option<Vec<String>>,
+    /// The idempotency lease: how long a key stays blocked after an unknown outcome.
+    pub idempotency_lease: Duration,
     pub lock_ttl: Duration,
     pub lock_wait: Duration,
     pub idempotency_retention: Duration,
@@ -85,6 +98,9 @@ struct PaymentsFile {
     lock_wait: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     idempotency_retention: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    idempotency_lease: Option<Duration>,
+    ip_rate_limit: Option<Policy>,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,6 +158,35 @@ impl Settings {
                     .map_err(|e| format!("rate limit: {e}"))?
             }
         };
+        let ip_capacity: Option<u64> = parsed("PAYMENTS_IP_RATE_CAPACITY")?;
+        let ip_refill: Option<f64> = parsed("PAYMENTS_IP_RATE_REFILL_PER_SEC")?;
+        let ip_rate_limit = match (file.payments.ip_rate_limit, ip_capacity, ip_refill) {
+            (Some(policy), None, None) => policy,
+            (_, capacity, refill) => {
+                let bucket = TokenBucket::new(capacity.unwrap_or(1000), refill.unwrap_or(500.0))
+                    .map_err(|e| format!("ip rate limit: {e}"))?;
+                Policy::builder("payments-ip")
+                    .limit("per-client-ip", bucket)
+                    .and_then(|b| b.build())
+                    .map_err(|e| format!("ip rate limit: {e}"))?
+            }
+        };
+        let api_keys = env("PAYMENTS_API_KEYS").map(|keys| {
+            keys.split(',')
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect::<Vec<_>>()
+        });
+        let client_ip = client_ip()?;
+        let defaults = ServeLimits::default();
+        let limits = ServeLimits {
+            header_read_timeout: duration("PAYMENTS_HEADER_TIMEOUT")?
+                .unwrap_or(defaults.header_read_timeout),
+            body_timeout: duration("PAYMENTS_BODY_TIMEOUT")?.unwrap_or(defaults.body_timeout),
+            max_body: defaults.max_body,
+            max_connections: parsed("PAYMENTS_MAX_CONNECTIONS")?
+                .unwrap_or(defaults.max_connections),
+        };
         let breaker = match file.quote.breaker {
             Some(policy) => policy,
             None => BreakerPolicy::builder("upstream")
@@ -157,8 +202,15 @@ impl Settings {
             redis_url: env("REDIS_URL"),
             database_url: env("DATABASE_URL"),
             redis_prefix: env("PAYMENTS_REDIS_PREFIX").unwrap_or_else(|| "payments".to_owned()),
+            limits,
+            client_ip,
             payments: PaymentsRoute {
                 rate_limit,
+                ip_rate_limit,
+                api_keys,
+                idempotency_lease: duration("PAYMENTS_IDEMPOTENCY_LEASE")?
+                    .or(file.payments.idempotency_lease)
+                    .unwrap_or(Duration::from_secs(10)),
                 lock_ttl: file.payments.lock_ttl.unwrap_or(Duration::from_secs(10)),
                 lock_wait: file.payments.lock_wait.unwrap_or(Duration::from_secs(10)),
                 idempotency_retention: file
@@ -176,4 +228,43 @@ impl Settings {
             },
         })
     }
+}
+
+fn duration(name: &str) -> Result<Option<Duration>, String> {
+    env(name)
+        .map(|v| {
+            humantime_serde::re::humantime::parse_duration(v.trim())
+                .map_err(|e| format!("{name}={v:?}: {e}"))
+        })
+        .transpose()
+}
+
+/// `PAYMENTS_TRUSTED_PROXIES` (comma-separated CIDRs; unset: none, the peer is the client) and
+/// `PAYMENTS_CLIENT_IP_HEADER` (`x-forwarded-for`, the default; `forwarded`; or a single-value
+/// header such as `cf-connecting-ip`, `true-client-ip`, `x-real-ip`).
+fn client_ip() -> Result<ClientIp, String> {
+    let Some(proxies) = env("PAYMENTS_TRUSTED_PROXIES") else {
+        return Ok(ClientIp::direct());
+    };
+    let proxies = proxies
+        .split(',')
+        .map(|cidr| {
+            let cidr = cidr.trim();
+            cidr.parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|e| format!("PAYMENTS_TRUSTED_PROXIES: {cidr:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let header = match env("PAYMENTS_CLIENT_IP_HEADER")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("x-forwarded-for") => ForwardedHeader::XForwardedFor,
+        Some("forwarded") => ForwardedHeader::Forwarded,
+        Some(name) => ForwardedHeader::Single(
+            http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("PAYMENTS_CLIENT_IP_HEADER={name:?}: {e}"))?,
+        ),
+    };
+    Ok(ClientIp::trusting(proxies).header(header))
 }

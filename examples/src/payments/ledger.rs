@@ -1,5 +1,10 @@
 //! The orders' ledgers: charges per order, and the "in critical section" mark that detects
 //! two handlers working on one order at once (which the lock must make impossible).
+//!
+//! A charge is **keyed** by its idempotency record: appending it twice (a re-run after an
+//! unknown outcome — the first append timed out but landed) finds the first charge instead of
+//! adding a second. That is the handler's half of "never charge twice"; the idempotency layer's
+//! half is keeping the claim while the outcome is unknown.
 
 use std::{
     collections::HashMap,
@@ -34,10 +39,12 @@ pub trait Ledger: Clone + Send + Sync + 'static {
         order: &str,
         token: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
-    /// Appends a charge; returns its 1-based position in the order's ledger.
+    /// Appends the charge `charge_id` once; returns its 1-based position in the order's
+    /// ledger — the first append's position when `charge_id` was appended before.
     fn append(
         &self,
         order: &str,
+        charge_id: &str,
         cents: u64,
     ) -> impl Future<Output = Result<u64, BackendError>> + Send;
     /// The order's ledger.
@@ -47,13 +54,31 @@ pub trait Ledger: Clone + Send + Sync + 'static {
 /// One order in memory: its charges, and the token of the handler inside, if any.
 type OrderState = (Charges, Option<String>);
 
+/// Charge ids remembered in memory: the oldest is forgotten beyond this many (a re-run after
+/// that many later payments would append again — far beyond any idempotency lease).
+const REMEMBERED_CHARGES: usize = 100_000;
+
+#[derive(Default)]
+struct MemoryState {
+    orders: HashMap<String, OrderState>,
+    charges: HashMap<String, u64>,
+    order_of_charges: std::collections::VecDeque<String>,
+}
+
 /// Ledgers in memory (one process).
 #[derive(Clone, Default)]
-pub struct MemoryLedger(Arc<Mutex<HashMap<String, OrderState>>>);
+pub struct MemoryLedger(Arc<Mutex<MemoryState>>);
+
+impl MemoryLedger {
+    fn state(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 impl Ledger for MemoryLedger {
     async fn enter(&self, order: &str, token: &str) -> Result<bool, BackendError> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state();
+        let map = &mut state.orders;
         let (charges, mark) = map.entry(order.to_owned()).or_default();
         if mark.is_some() {
             charges.overlaps += 1;
@@ -64,8 +89,8 @@ impl Ledger for MemoryLedger {
     }
 
     async fn leave(&self, order: &str, token: &str) -> Result<(), BackendError> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, mark)) = map.get_mut(order) {
+        let mut state = self.state();
+        if let Some((_, mark)) = state.orders.get_mut(order) {
             if mark.as_deref() == Some(token) {
                 *mark = None;
             }
@@ -73,23 +98,41 @@ impl Ledger for MemoryLedger {
         Ok(())
     }
 
-    async fn append(&self, order: &str, cents: u64) -> Result<u64, BackendError> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (charges, _) = map.entry(order.to_owned()).or_default();
+    async fn append(&self, order: &str, charge_id: &str, cents: u64) -> Result<u64, BackendError> {
+        let mut state = self.state();
+        let charge = format!("{order}\0{charge_id}");
+        if let Some(seq) = state.charges.get(&charge) {
+            return Ok(*seq);
+        }
+        let (charges, _) = state.orders.entry(order.to_owned()).or_default();
         charges.count += 1;
         charges.total_cents += cents;
-        Ok(charges.count)
+        let seq = charges.count;
+        state.charges.insert(charge.clone(), seq);
+        state.order_of_charges.push_back(charge);
+        if state.order_of_charges.len() > REMEMBERED_CHARGES
+            && let Some(oldest) = state.order_of_charges.pop_front()
+        {
+            state.charges.remove(&oldest);
+        }
+        Ok(seq)
     }
 
     async fn charges(&self, order: &str) -> Result<Charges, BackendError> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(map.get(order).map(|(c, _)| c.clone()).unwrap_or_default())
+        let state = self.state();
+        Ok(state
+            .orders
+            .get(order)
+            .map(|(c, _)| c.clone())
+            .unwrap_or_default())
     }
 }
 
+// The mark lives as long as the order's lock lease (ARGV[2]): a crashed handler's mark goes
+// with its lock, and no later payment logs a false overlap.
 static ENTER: LazyLock<RedisScript> = LazyLock::new(|| {
     RedisScript::new(
-        "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', 60000) then return 0 end \
+        "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end \
          redis.call('INCR', KEYS[2]) return 1",
     )
 });
@@ -98,9 +141,12 @@ static LEAVE: LazyLock<RedisScript> = LazyLock::new(|| {
         "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 0",
     )
 });
+// KEYS[3] remembers the charge: an append that already happened answers its first position.
 static APPEND: LazyLock<RedisScript> = LazyLock::new(|| {
     RedisScript::new(
-        "local seq = redis.call('INCR', KEYS[1]) redis.call('INCRBY', KEYS[2], ARGV[1]) return seq",
+        "local seen = redis.call('GET', KEYS[3]) if seen then return tonumber(seen) end \
+         local seq = redis.call('INCR', KEYS[1]) redis.call('INCRBY', KEYS[2], ARGV[1]) \
+         redis.call('SET', KEYS[3], seq, 'PX', ARGV[2]) return seq",
     )
 });
 static CHARGES: LazyLock<RedisScript> = LazyLock::new(|| {
@@ -118,13 +164,24 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 pub struct RedisLedger {
     client: fred::clients::Client,
     prefix: Arc<str>,
+    /// How long the critical-section mark lives (the order lock's lease).
+    mark_ttl: Duration,
+    /// How long a charge id is remembered (the idempotency retention).
+    remember: Duration,
 }
 
 impl RedisLedger {
-    pub fn new(client: fred::clients::Client, prefix: &str) -> Self {
+    pub fn new(
+        client: fred::clients::Client,
+        prefix: &str,
+        mark_ttl: Duration,
+        remember: Duration,
+    ) -> Self {
         RedisLedger {
             client,
             prefix: prefix.into(),
+            mark_ttl,
+            remember,
         }
     }
 
@@ -142,7 +199,10 @@ impl Ledger for RedisLedger {
             .invoke(
                 &self.client,
                 vec![self.key(order, "critical"), self.key(order, "overlaps")],
-                vec![Value::from(token)],
+                vec![
+                    Value::from(token),
+                    Value::from(self.mark_ttl.as_millis().max(1) as i64),
+                ],
                 TIMEOUT,
             )
             .await?;
@@ -161,12 +221,19 @@ impl Ledger for RedisLedger {
         Ok(())
     }
 
-    async fn append(&self, order: &str, cents: u64) -> Result<u64, BackendError> {
+    async fn append(&self, order: &str, charge_id: &str, cents: u64) -> Result<u64, BackendError> {
         let seq: i64 = APPEND
             .invoke(
                 &self.client,
-                vec![self.key(order, "count"), self.key(order, "total")],
-                vec![Value::from(cents as i64)],
+                vec![
+                    self.key(order, "count"),
+                    self.key(order, "total"),
+                    self.key(order, &format!("charge:{charge_id}")),
+                ],
+                vec![
+                    Value::from(cents as i64),
+                    Value::from(self.remember.as_millis().max(1) as i64),
+                ],
                 TIMEOUT,
             )
             .await?;

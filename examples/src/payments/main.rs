@@ -18,6 +18,7 @@ mod app;
 mod config;
 mod ledger;
 mod problem;
+mod serve;
 mod upstream;
 
 use std::time::Duration;
@@ -92,7 +93,12 @@ async fn main() {
             let rate_limits = RedisRateLimits::new(client.clone()).with_prefix(&prefix);
             let locks =
                 RedisLock::new(client.clone(), settings.payments.lock_ttl).with_prefix(&prefix);
-            let ledger = RedisLedger::new(client.clone(), &prefix);
+            let ledger = RedisLedger::new(
+                client.clone(),
+                &prefix,
+                settings.payments.lock_ttl,
+                settings.payments.idempotency_retention,
+            );
             let redis_idempotency = RedisIdempotency::new(client).with_prefix(&prefix);
             match database_url {
                 None => {
@@ -156,13 +162,7 @@ async fn main() {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        eprintln!("payments: {e}");
-        std::process::exit(1);
-    }
+    serve::serve(listener, app, settings.limits, shutdown).await;
 }
 
 /// A client that reconnects on its own (every 100 ms) and never waits long for an answer: the

@@ -82,3 +82,36 @@ pub fn unavailable(detail: &str) -> Response {
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
+
+/// 408: the request did not arrive in time.
+pub fn timeout(detail: &str) -> Response {
+    respond(
+        ProblemDetails::new(StatusCode::REQUEST_TIMEOUT)
+            .with_type(
+                "https://palisade.rs/problems/request-timeout",
+                "Request timeout",
+            )
+            .with_detail(detail),
+    )
+}
+
+/// 404: no such route.
+pub fn not_found() -> Response {
+    respond(
+        ProblemDetails::new(StatusCode::NOT_FOUND)
+            .with_type("https://palisade.rs/problems/not-found", "Not found")
+            .with_detail("There is no such route; see the HTTP contract in examples/README.md."),
+    )
+}
+
+/// 405: the route exists, the method does not.
+pub fn method_not_allowed() -> Response {
+    respond(
+        ProblemDetails::new(StatusCode::METHOD_NOT_ALLOWED)
+            .with_type(
+                "https://palisade.rs/problems/method-not-allowed",
+                "Method not allowed",
+            )
+            .with_detail("This route does not answer that method."),
+    )
+}
