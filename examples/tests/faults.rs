@@ -295,3 +295,43 @@ async fn only_the_proxys_header_names_the_client() {
         StatusCode::CREATED
     );
 }
+
+/// Regression: in a stall one request paid timeout after timeout (a rate-limit check failing
+/// open, then the claim, the lock, the ledger…). The request budget bounds the whole answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_backend_is_answered_within_the_request_budget() {
+    use palisade_testkit::{FaultMode, FaultProxy};
+    let node = RedisNode::start();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], node.port()).into()).await;
+    let app = Instance::start(&[
+        ("REDIS_URL", proxy.redis_url()),
+        ("PAYMENTS_REQUEST_BUDGET", "700ms".into()),
+    ])
+    .await;
+    assert_eq!(
+        pay(&app, "o", "k", "before", BODY, 0).await.status,
+        StatusCode::CREATED
+    );
+    // Every Redis round trip now takes ~400 ms: each call is under its own 500 ms timeout,
+    // but a payment makes six of them in sequence.
+    proxy.set(FaultMode::Latency(Duration::from_millis(200)));
+    for i in 0..3 {
+        let started = Instant::now();
+        let reply = pay(&app, "o", "k", &format!("slow-{i}"), BODY, 0).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(
+                reply.status,
+                StatusCode::CREATED | StatusCode::SERVICE_UNAVAILABLE
+            ),
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        // The budget, plus room for a loaded machine — never the sum of the round trips.
+        assert!(
+            took < Duration::from_millis(1300),
+            "answered after {took:?}"
+        );
+    }
+    proxy.set(FaultMode::Pass);
+}

@@ -10,6 +10,7 @@
 //!   by a timeout;
 //! - [`OnBackendError`]: fail open or fail closed when the backend cannot decide;
 //! - [`token`]: owner tokens for claims and locks;
+//! - `deadline` (feature `tokio`): one deadline per request, carried through the layers;
 //! - [`responder`]: rejections as typed values, rendered as RFC 9457 problem+json or (feature
 //!   `grpc`) as `tonic::Status`.
 //!
@@ -36,6 +37,8 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+#[cfg(feature = "tokio")]
+pub mod deadline;
 pub mod key;
 mod problem;
 pub mod redis_key;

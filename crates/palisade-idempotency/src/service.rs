@@ -16,6 +16,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Either, Full};
 use palisade_core::{
     BackendError, Responder,
+    deadline::Deadline,
     key::{KeyExtractor, RequestHead, path::canonical_path},
     responder::{BackendUnavailable, MissingKey},
 };
@@ -150,6 +151,8 @@ where
             Err(rejection) => return Ok(self.refuse(rejection)),
         };
         let fingerprint = config.fingerprint.compute(&parts, &body);
+        // The request's budget (if a `DeadlineLayer` set one) bounds every store call.
+        let deadline = parts.extensions.get::<Deadline>().copied();
         // The canonical path: one key sent to `/orders/o-1` and `/orders/%6F-1` is one record.
         let path = canonical_path(parts.uri.path());
         let record = RecordKey::new(&config.namespace, &caller, &path, &key);
@@ -158,18 +161,19 @@ where
         let started = Instant::now();
         let mut pause = Duration::from_millis(10);
         loop {
-            match self
+            let claim = self
                 .store
-                .claim(&record, &fingerprint, &owner, config.lease)
-                .await
-            {
+                .claim(&record, &fingerprint, &owner, config.lease);
+            match Deadline::bound(deadline, claim).await {
                 Ok(Claim::Acquired) => break,
                 Ok(Claim::Completed(stored)) => return Ok(self.replay(stored)),
                 Ok(Claim::Mismatch) => return Ok(self.refuse(IdempotencyRejection::KeyReused)),
                 Ok(Claim::InFlight { lease_left }) => {
                     let waited = started.elapsed();
                     match config.in_flight {
-                        InFlight::Wait(max) if waited < max => {
+                        InFlight::Wait(max)
+                            if waited < max && deadline.is_none_or(|d| d.remaining() > pause) =>
+                        {
                             let nap = pause.min(max - waited).min(lease_left);
                             tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
                             pause = (pause * 2).min(Duration::from_millis(250));
@@ -208,6 +212,7 @@ where
             retention: config.retention,
             lease: config.lease,
             unknown: config.unknown_outcome,
+            deadline,
             armed: true,
         };
         let mut request = Request::from_parts(parts, Either::Left(Full::new(body)));
@@ -356,17 +361,17 @@ struct ClaimGuard<S: IdempotencyStore> {
     retention: Duration,
     lease: Duration,
     unknown: UnknownOutcome,
+    deadline: Option<Deadline>,
     armed: bool,
 }
 
 impl<S: IdempotencyStore> ClaimGuard<S> {
     async fn complete(mut self, response: Bytes) {
         self.armed = false;
-        match self
-            .store
-            .complete(&self.record, &self.owner, response.clone(), self.retention)
-            .await
-        {
+        let complete =
+            self.store
+                .complete(&self.record, &self.owner, response.clone(), self.retention);
+        match Deadline::bound(self.deadline, complete).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 target: "palisade::idempotency",
@@ -392,16 +397,24 @@ impl<S: IdempotencyStore> ClaimGuard<S> {
 
     async fn release(mut self) {
         self.armed = false;
-        if let Err(error) = self
-            .store
-            .release(&self.record, &self.owner, self.retention)
-            .await
-        {
-            tracing::warn!(
-                target: "palisade::idempotency",
-                %error,
-                "could not release the claim; it frees itself when the lease runs out"
-            );
+        let (store, record, owner) = (self.store.clone(), self.record.clone(), self.owner.clone());
+        let retention = self.retention;
+        let release = async move {
+            if let Err(error) = store.release(&record, &owner, retention).await {
+                tracing::warn!(
+                    target: "palisade::idempotency",
+                    %error,
+                    "could not release the claim; it frees itself when the lease runs out"
+                );
+            }
+        };
+        match self.deadline {
+            None => release.await,
+            // The answer waits no longer than the budget; the release carries on behind it.
+            Some(deadline) => {
+                let mut task = tokio::spawn(release);
+                let _ = tokio::time::timeout_at(deadline.at(), &mut task).await;
+            }
         }
     }
 

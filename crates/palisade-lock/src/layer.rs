@@ -11,7 +11,8 @@ use std::{
 
 use http::{Request, Response, StatusCode};
 use palisade_core::{
-    OnBackendError, ProblemDetails, ProblemJson, Rejection, Responder,
+    BackendError, OnBackendError, ProblemDetails, ProblemJson, Rejection, Responder,
+    deadline::Deadline,
     key::{KeyError, KeyExtractor, RequestHead},
     responder::{BackendUnavailable, GrpcCode, MissingKey},
 };
@@ -219,12 +220,24 @@ where
         let locker = self.locker.clone();
         let responder = self.responder.clone();
         let config = self.config.clone();
+        let deadline = request.extensions().get::<Deadline>().copied();
         Box::pin(async move {
             let name = match name {
                 Ok(key) => format!("{}:{key}", config.namespace),
                 Err(error) => return Ok(responder.respond(&MissingKey(error))),
             };
-            let guard = match locker.acquire(&name, config.wait).await {
+            // Within the request's budget: wait no longer than it leaves, and cut the call
+            // off when it runs out.
+            let wait = deadline.map_or(config.wait, |d| config.wait.min(d.remaining()));
+            let acquired = match deadline {
+                None => locker.acquire(&name, wait).await,
+                Some(d) => tokio::time::timeout_at(d.at(), locker.acquire(&name, wait))
+                    .await
+                    .unwrap_or(Err(LockError::Backend(BackendError::Timeout(
+                        Duration::ZERO,
+                    )))),
+            };
+            let guard = match acquired {
                 Ok(guard) => guard,
                 Err(LockError::Busy { .. }) => {
                     metrics::counter!("palisade_lock_requests_total", "outcome" => "locked")
@@ -251,8 +264,18 @@ where
             metrics::counter!("palisade_lock_requests_total", "outcome" => "acquired").increment(1);
             request.extensions_mut().insert(guard.held_lock());
             let response = inner.call(request).await;
-            if let Err(error) = guard.release().await {
-                tracing::warn!(target: "palisade::lock", %error, "could not release the request's lock; it expires with its lease");
+            let release = async move {
+                if let Err(error) = guard.release().await {
+                    tracing::warn!(target: "palisade::lock", %error, "could not release the request's lock; it expires with its lease");
+                }
+            };
+            match deadline {
+                None => release.await,
+                // The answer waits no longer than the budget; the release carries on behind it.
+                Some(d) => {
+                    let mut task = tokio::spawn(release);
+                    let _ = tokio::time::timeout_at(d.at(), &mut task).await;
+                }
             }
             response
         })

@@ -12,6 +12,7 @@ use axum::{
 use http::{StatusCode, header};
 use palisade::{
     breaker::State as BreakerState,
+    core::deadline::{Deadline, DeadlineLayer},
     idempotency::{IdempotencyLayer, IdempotencyRecord, IdempotencyStore},
     key::{Header, path::decode_segment},
     lock::{LockLayer, Locker, PathSegment},
@@ -61,6 +62,9 @@ where
     // malformed request costs quota too) → is the request well formed (before any claim or
     // lock) → have we done this already → one at a time per order → the handler.
     let payment_stack = ServiceBuilder::new()
+        // One budget for the whole request: every backend call below takes at most what is
+        // left of it, so a stall cannot add timeout upon timeout.
+        .layer(DeadlineLayer::new(route.request_budget))
         .layer(
             RateLimitLayer::builder(backends.rate_limits.clone(), route.ip_rate_limit.clone())
                 .key(settings.client_ip.clone())
@@ -279,7 +283,9 @@ async fn create_payment<LG: Ledger>(
     State(shared): State<Shared<LG>>,
     Extension(payment): Extension<PaymentRequest>,
     Extension(record): Extension<IdempotencyRecord>,
+    deadline: Option<Extension<Deadline>>,
 ) -> Response {
+    let deadline = deadline.map(|Extension(d)| d);
     let PaymentRequest {
         order_id,
         amount_cents,
@@ -295,7 +301,7 @@ async fn create_payment<LG: Ledger>(
             order: order_id.clone(),
             token: token.clone(),
         };
-        let overlap = shared.ledger.enter(&order_id, &token).await?;
+        let overlap = Deadline::bound(deadline, shared.ledger.enter(&order_id, &token)).await?;
         if overlap {
             // The mark is someone else's: leave it.
             mark.order.clear();
@@ -305,10 +311,8 @@ async fn create_payment<LG: Ledger>(
             tokio::time::sleep(Duration::from_millis(work_ms)).await;
         }
         // Keyed by the idempotency record: a re-run finds this charge instead of adding one.
-        shared
-            .ledger
-            .append(&order_id, record.id(), amount_cents)
-            .await
+        let append = shared.ledger.append(&order_id, record.id(), amount_cents);
+        Deadline::bound(deadline, append).await
     }
     .await;
     match outcome {

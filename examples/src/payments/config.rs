@@ -35,6 +35,8 @@ pub struct PaymentsRoute {
     pub api_keys: Option<Vec<String>>,
     /// The idempotency lease: how long a key stays blocked after an unknown outcome.
     pub idempotency_lease: Duration,
+    /// Every payment is answered within this (waiting for the order's lock included).
+    pub request_budget: Duration,
     pub lock_ttl: Duration,
     pub lock_wait: Duration,
     pub idempotency_retention: Duration,
@@ -100,6 +102,8 @@ struct PaymentsFile {
     idempotency_retention: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     idempotency_lease: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    request_budget: Option<Duration>,
     ip_rate_limit: Option<Policy>,
 }
 
@@ -208,6 +212,9 @@ impl Settings {
                 rate_limit,
                 ip_rate_limit,
                 api_keys,
+                request_budget: duration("PAYMENTS_REQUEST_BUDGET")?
+                    .or(file.payments.request_budget)
+                    .unwrap_or(Duration::from_secs(16)),
                 idempotency_lease: duration("PAYMENTS_IDEMPOTENCY_LEASE")?
                     .or(file.payments.idempotency_lease)
                     .unwrap_or(Duration::from_secs(10)),
