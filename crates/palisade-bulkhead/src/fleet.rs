@@ -10,7 +10,13 @@ use std::{
 };
 
 use fred::interfaces::LuaInterface;
-use palisade_core::{BackendError, key::Key, redis_key::RedisKeyBuilder, script::RedisScript};
+use palisade_core::{
+    BackendError,
+    backend::{Undo, compensation_timeout},
+    key::Key,
+    redis_key::RedisKeyBuilder,
+    script::RedisScript,
+};
 use tokio::task::JoinHandle;
 
 static SEMAPHORE: LazyLock<RedisScript> =
@@ -184,20 +190,24 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
             i.instance,
             i.next.fetch_add(1, Ordering::Relaxed)
         );
+        // Armed until the reply is known: the script may run after a timeout, or after this
+        // future is dropped, taking a slot nobody renews or releases. Released by its id (a
+        // no-op if it never landed; the id is ours alone).
+        let undo = Undo::new("bulkhead", {
+            let (semaphore, id) = (self.clone(), id.clone());
+            let within = compensation_timeout(self.inner.timeout);
+            move || async move { semaphore.run_within("release", &id, within).await }
+        });
         let (granted, wait) = match self.run("acquire", &id).await {
-            Ok(reply) => reply,
-            Err(error @ BackendError::Timeout(_)) => {
-                // The script may have run after we stopped waiting: a lease nobody renews or
-                // releases would hold a slot for a whole lease. Release it by its id (a no-op if
-                // it never landed; the id is ours alone).
-                let semaphore = self.clone();
-                let within = palisade_core::backend::compensation_timeout(self.inner.timeout);
-                palisade_core::backend::compensate("bulkhead", async move {
-                    semaphore.run_within("release", &id, within).await
-                });
+            Ok(reply) => {
+                undo.disarm();
+                reply
+            }
+            Err(error @ BackendError::Timeout(_)) => return Err(error.into()),
+            Err(error) => {
+                undo.disarm();
                 return Err(error.into());
             }
-            Err(error) => return Err(error.into()),
         };
         if !granted {
             return Err(FleetError::Full {

@@ -104,3 +104,67 @@ where
         .increment(1);
     });
 }
+
+/// Undoes a state-changing call unless it is [disarmed](Self::disarm): armed before the call is
+/// sent, disarmed once its reply is known. Dropped armed — the call timed out, or the caller's
+/// future was dropped while the call was in flight (a client hanging up, a timeout layer) — it
+/// runs `undo` in the background through [`compensate`]. One guard covers both ways a reply can
+/// be lost.
+///
+/// ```
+/// use palisade_core::{BackendError, backend::Undo};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let undo = Undo::new("lock", || async { Ok::<_, BackendError>(()) /* owner-checked release */ });
+/// let reply: Result<i64, BackendError> = Ok(1); // the state-changing call
+/// if !matches!(reply, Err(BackendError::Timeout(_))) {
+///     undo.disarm(); // the reply is known: nothing to undo
+/// }
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+pub struct Undo<F, Fut, T>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackendError>> + Send + 'static,
+    T: Send + 'static,
+{
+    layer: &'static str,
+    undo: Option<F>,
+}
+
+#[cfg(feature = "tokio")]
+impl<F, Fut, T> Undo<F, Fut, T>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackendError>> + Send + 'static,
+    T: Send + 'static,
+{
+    /// Armed: dropped as it is, it runs `undo`.
+    pub fn new(layer: &'static str, undo: F) -> Self {
+        Undo {
+            layer,
+            undo: Some(undo),
+        }
+    }
+
+    /// The call's reply is known: nothing to undo.
+    pub fn disarm(mut self) {
+        self.undo = None;
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<F, Fut, T> Drop for Undo<F, Fut, T>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackendError>> + Send + 'static,
+    T: Send + 'static,
+{
+    fn drop(&mut self) {
+        if let Some(undo) = self.undo.take() {
+            compensate(self.layer, undo());
+        }
+    }
+}

@@ -16,6 +16,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Either, Full};
 use palisade_core::{
     BackendError, Responder,
+    backend::Undo,
     deadline::Deadline,
     key::{KeyExtractor, RequestHead, path::canonical_path},
     responder::{BackendUnavailable, MissingKey},
@@ -161,10 +162,22 @@ where
         let started = Instant::now();
         let mut pause = Duration::from_millis(10);
         loop {
+            // Armed until the claim's answer is known: a timeout, or this request dropped while
+            // the claim is in flight, may leave a claim nobody holds — released with the owner
+            // token only we know, so a retry is not refused for a whole lease.
+            let undo = Undo::new("idempotency", {
+                let (store, record, owner) = (self.store.clone(), record.clone(), owner.clone());
+                let retention = config.retention;
+                move || async move { store.release_late_claim(&record, &owner, retention).await }
+            });
             let claim = self
                 .store
                 .claim(&record, &fingerprint, &owner, config.lease);
-            match Deadline::bound(deadline, claim).await {
+            let claimed = Deadline::bound(deadline, claim).await;
+            if !matches!(claimed, Err(BackendError::Timeout(_))) {
+                undo.disarm();
+            }
+            match claimed {
                 Ok(Claim::Acquired) => break,
                 Ok(Claim::Completed(stored)) => return Ok(self.replay(stored)),
                 Ok(Claim::Mismatch) => return Ok(self.refuse(IdempotencyRejection::KeyReused)),
@@ -187,11 +200,6 @@ where
                 }
                 Err(error) => {
                     count("backend_error");
-                    if matches!(error, BackendError::Timeout(_)) {
-                        // The claim may have landed after we stopped waiting: free it with the
-                        // owner token only we know, so a retry is not refused for a lease.
-                        compensate_late_claim(&self.store, &record, &owner, config.retention);
-                    }
                     return if config.on_backend_error.apply("idempotency", &error) {
                         self.pass(parts, Either::Left(Full::new(body))).await
                     } else {
@@ -460,20 +468,6 @@ fn spawn(work: impl Future<Output = ()> + Send + 'static) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(work);
     }
-}
-
-/// Releases a claim whose reply came too late, in case it landed: owner-checked, so it never
-/// frees anyone else's claim (see [`compensate`](palisade_core::backend::compensate)).
-fn compensate_late_claim<S: IdempotencyStore>(
-    store: &S,
-    record: &RecordKey,
-    owner: &Owner,
-    retention: Duration,
-) {
-    let (store, record, owner) = (store.clone(), record.clone(), owner.clone());
-    palisade_core::backend::compensate("idempotency", async move {
-        store.release_late_claim(&record, &owner, retention).await
-    });
 }
 
 /// Stores the response with growing pauses until the store answers or `within` has passed.

@@ -9,7 +9,7 @@ use std::{
 use fred::{interfaces::LuaInterface, types::Value};
 use palisade_core::{
     BackendError,
-    backend::{compensate, compensation_timeout},
+    backend::{Undo, compensation_timeout},
     key::Key,
     redis_key::RedisKeyBuilder,
     script::RedisScript,
@@ -209,6 +209,23 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
         let key = self.key(name);
         let token = owner_token();
         let sent_at = tokio::time::Instant::now();
+        // Armed until the reply is known: a timeout, or this future dropped while the script
+        // is in flight, may leave an ownerless lock for a whole TTL — undone with our token
+        // (owner-checked: nobody else's lock is touched).
+        let undo = Undo::new("lock", {
+            let (lock, key, token) = (self.clone(), key.clone(), token.clone());
+            move || async move {
+                let inner = &lock.inner;
+                RELEASE
+                    .invoke::<_, i64, _, _>(
+                        &inner.client,
+                        key.as_str(),
+                        vec![Value::from(token.as_str())],
+                        compensation_timeout(inner.timeout),
+                    )
+                    .await
+            }
+        });
         let reply: Result<i64, BackendError> = ACQUIRE
             .invoke(
                 &inner.client,
@@ -218,25 +235,16 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
             )
             .await;
         let reply = match reply {
-            Ok(reply) => reply,
-            Err(error @ BackendError::Timeout(_)) => {
-                // The SET NX may land after we stopped waiting: an ownerless lock for a TTL.
-                // Undo it with our token (owner-checked: nobody else's lock is touched).
-                let (lock, key, token) = (self.clone(), key, token);
-                compensate("lock", async move {
-                    let inner = &lock.inner;
-                    RELEASE
-                        .invoke::<_, i64, _, _>(
-                            &inner.client,
-                            key.as_str(),
-                            vec![Value::from(token.as_str())],
-                            compensation_timeout(inner.timeout),
-                        )
-                        .await
-                });
+            Ok(reply) => {
+                undo.disarm();
+                reply
+            }
+            // The SET NX may land after we stopped waiting: `undo` fires as it drops.
+            Err(error @ BackendError::Timeout(_)) => return Err(error.into()),
+            Err(error) => {
+                undo.disarm();
                 return Err(error.into());
             }
-            Err(error) => return Err(error.into()),
         };
         if reply < 1 {
             return Ok(None);

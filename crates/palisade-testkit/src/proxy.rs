@@ -18,6 +18,9 @@ pub enum FaultMode {
     Drop,
     /// Keep connections open but forward nothing (a partition or a dead host).
     BlackHole,
+    /// Reset every connection (TCP RST, as a crashed peer or a middlebox does), and every new
+    /// one at once.
+    Reset,
 }
 
 /// A loopback TCP proxy in front of a server, with faults switched on and off at run time.
@@ -72,26 +75,43 @@ impl Drop for FaultProxy {
 }
 
 async fn relay(client: TcpStream, upstream: SocketAddr, mode: watch::Receiver<FaultMode>) {
-    if *mode.borrow() == FaultMode::Drop {
-        return;
+    let mut client = client;
+    match *mode.borrow() {
+        FaultMode::Drop => return,
+        FaultMode::Reset => {
+            let _ = client.set_zero_linger();
+            return;
+        }
+        _ => {}
     }
-    let Ok(server) = TcpStream::connect(upstream).await else {
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
         return;
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    let up = pump(client_read, server_write, mode.clone());
-    let down = pump(server_read, client_write, mode);
-    // When either direction ends, both sockets close.
-    tokio::select! {
-        _ = up => {},
-        _ = down => {},
+    let ended = {
+        let (client_read, client_write) = client.split();
+        let (server_read, server_write) = server.split();
+        // When either direction ends, both sockets close.
+        tokio::select! {
+            ended = pump(client_read, server_write, mode.clone()) => ended,
+            ended = pump(server_read, client_write, mode) => ended,
+        }
+    };
+    if ended == Ended::Reset {
+        // Linger 0: the close is an RST, not a FIN.
+        let _ = client.set_zero_linger();
+        let _ = server.set_zero_linger();
     }
 }
 
-async fn pump<R, W>(mut from: R, mut to: W, mut mode: watch::Receiver<FaultMode>)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Closed,
+    Reset,
+}
+
+async fn pump<R, W>(mut from: R, mut to: W, mut mode: watch::Receiver<FaultMode>) -> Ended
 where
     R: AsyncReadExt + Unpin,
     W: AsyncWriteExt + Unpin,
@@ -100,14 +120,18 @@ where
     loop {
         let n = tokio::select! {
             read = from.read(&mut buf) => match read {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return Ended::Closed,
                 Ok(n) => n,
             },
             changed = mode.changed() => {
-                if changed.is_err() || *mode.borrow() == FaultMode::Drop {
-                    return;
+                if changed.is_err() {
+                    return Ended::Closed;
                 }
-                continue;
+                match *mode.borrow() {
+                    FaultMode::Drop => return Ended::Closed,
+                    FaultMode::Reset => return Ended::Reset,
+                    _ => continue,
+                }
             }
         };
         loop {
@@ -118,16 +142,17 @@ where
                     tokio::time::sleep(delay).await;
                     break;
                 }
-                FaultMode::Drop => return,
+                FaultMode::Drop => return Ended::Closed,
+                FaultMode::Reset => return Ended::Reset,
                 FaultMode::BlackHole => {
                     if mode.changed().await.is_err() {
-                        return;
+                        return Ended::Closed;
                     }
                 }
             }
         }
         if to.write_all(&buf[..n]).await.is_err() {
-            return;
+            return Ended::Closed;
         }
     }
 }
