@@ -6,7 +6,9 @@
 //! - [`RedisNode`]: a private `redis-server` on a free loopback port, with kill, pause
 //!   (SIGSTOP) / resume (SIGCONT) and restart, for outage tests.
 //! - [`RedisCluster`]: three private masters joined with `redis-cli --cluster create`.
-//! - [`FaultProxy`]: a TCP proxy that can add latency, drop connections or black-hole them.
+//! - [`FaultProxy`]: a TCP proxy that can add latency, drop, reset or black-hole connections.
+//! - [`faults`]: the fault matrix — a private server behind a fault proxy, every fault, and the
+//!   `eventually` check for invariants once the fault has healed.
 //! - [`metrics::Recording`]: a recorder keeping every counter and gauge, for metric tests.
 //! - `grpc::RawCodec` (feature `grpc`): tonic messages as raw bytes.
 //! - `TestPostgres` (feature `postgres`): a pool on the shared PostgreSQL at `DATABASE_URL`
@@ -19,6 +21,7 @@
 //! # }
 //! ```
 
+pub mod faults;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod metrics;

@@ -1,0 +1,169 @@
+//! The fault matrix for locks: acquire, extend and release on Redis, and acquire and release
+//! on PostgreSQL, each under every fault of `palisade_testkit::faults`. Once the fault heals:
+//! never a second holder while a guard believes it holds the lock, no orphaned lock beyond the
+//! documented bound, no call hanging past its deadline, no lock leaked into a pool.
+
+use std::time::Duration;
+
+use palisade_lock::{Locker, PgAdvisoryLock, RedisLock, held_advisory_locks};
+use palisade_testkit::{
+    TestPostgres,
+    faults::{Fault, FaultRig, eventually},
+};
+
+const TTL: Duration = Duration::from_secs(2);
+/// A call under a fault answers within this (its timeout is 100 ms; the fault holds 400 ms).
+const ANSWERED: Duration = Duration::from_secs(2);
+/// What an orphan may cost: the compensation (up to 2 s) or the TTL, after the fault.
+const ORPHAN_BOUND: Duration = Duration::from_secs(4);
+
+async fn can_take(locks: &impl Locker, name: &str) -> bool {
+    match locks.try_acquire(name).await {
+        Ok(Some(guard)) => {
+            let _ = guard.release().await;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Takes `name` once the client has reconnected after the last fault (bounded).
+async fn take(locks: &impl Locker, name: &str) -> palisade_lock::LockGuard {
+    for _ in 0..150 {
+        if let Ok(Some(guard)) = locks.try_acquire(name).await {
+            return guard;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("could not take {name} after the fault healed");
+}
+
+async fn redis_locks(rig: &FaultRig, ttl: Duration) -> (RedisLock, RedisLock) {
+    let faulty = RedisLock::new(rig.faulty().await, ttl).with_timeout(Duration::from_millis(100));
+    let observer = RedisLock::new(rig.observer().await, ttl);
+    // Load the scripts while the network is fine.
+    faulty
+        .try_acquire("warm")
+        .await
+        .unwrap()
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    (faulty, observer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_acquire_under_every_fault() {
+    let rig = FaultRig::start().await;
+    // A long lease: an acquisition that landed unseen must be undone, not wait out the TTL.
+    let (locks, observer) = redis_locks(&rig, Duration::from_secs(30)).await;
+    for (i, fault) in Fault::matrix().into_iter().enumerate() {
+        let name = format!("acquire-{i}");
+        let (outcome, took) = rig.inject(fault, locks.try_acquire(&name)).await;
+        assert!(took < ANSWERED, "{fault:?}: acquire took {took:?}");
+        if let Some(Ok(Some(guard))) = outcome {
+            assert!(
+                guard.is_lost() || !can_take(&observer, &name).await,
+                "{fault:?}: a second holder"
+            );
+            let _ = guard.release().await;
+        }
+        assert!(
+            eventually(ORPHAN_BOUND, || can_take(&observer, &name)).await,
+            "{fault:?}: the lock is orphaned"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_extend_under_every_fault() {
+    let rig = FaultRig::start().await;
+    let (locks, observer) = redis_locks(&rig, TTL).await;
+    for (i, fault) in Fault::matrix().into_iter().enumerate() {
+        let name = format!("extend-{i}");
+        let guard = take(&locks, &name).await;
+        let (_, took) = rig.inject(fault, guard.extend()).await;
+        assert!(took < ANSWERED, "{fault:?}: extend took {took:?}");
+        // While the guard believes it holds the lock, nobody else does.
+        if !guard.is_lost() {
+            assert!(
+                !can_take(&observer, &name).await,
+                "{fault:?}: a second holder"
+            );
+        }
+        let _ = guard.release().await;
+        assert!(eventually(ORPHAN_BOUND, || can_take(&observer, &name)).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_release_under_every_fault() {
+    let rig = FaultRig::start().await;
+    let (locks, observer) = redis_locks(&rig, TTL).await;
+    for (i, fault) in Fault::matrix().into_iter().enumerate() {
+        let name = format!("release-{i}");
+        let guard = take(&locks, &name).await;
+        let (_, took) = rig.inject(fault, guard.release()).await;
+        assert!(took < ANSWERED, "{fault:?}: release took {took:?}");
+        // A release that did not get through leaves the lock to its TTL, no longer.
+        assert!(
+            eventually(ORPHAN_BOUND, || can_take(&observer, &name)).await,
+            "{fault:?}: the lock is orphaned"
+        );
+    }
+}
+
+async fn postgres_locks(rig: &FaultRig, pg: &TestPostgres) -> (PgAdvisoryLock, PgAdvisoryLock) {
+    let faulty = PgAdvisoryLock::new(pg.pool_via(rig.addr(), 1).await, &pg.schema)
+        .with_ping_interval(Duration::from_millis(200))
+        .with_statement_timeout(Duration::from_millis(150));
+    let observer = PgAdvisoryLock::new(pg.another_pool(2).await, &pg.schema);
+    (faulty, observer)
+}
+
+/// No advisory lock of this test's namespace held by anyone.
+async fn none_held(pg: &TestPostgres, locks: &PgAdvisoryLock, name: &str) -> bool {
+    let key = locks.key(name);
+    held_advisory_locks(&pg.pool)
+        .await
+        .map(|held| !held.iter().any(|l| l.key == key))
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_acquire_and_release_under_every_network_fault() {
+    let pg = TestPostgres::connect().await;
+    let rig = FaultRig::in_front_of(pg.server_addr().await).await;
+    let (locks, observer) = postgres_locks(&rig, &pg).await;
+    for (i, fault) in Fault::network_matrix().into_iter().enumerate() {
+        // Acquire, waiting in PostgreSQL's queue behind the observer.
+        let name = format!("pg-acquire-{i}");
+        let blocker = take(&observer, &name).await;
+        let (outcome, took) = rig
+            .inject(fault, locks.acquire(&name, Duration::from_millis(200)))
+            .await;
+        assert!(took < ANSWERED, "{fault:?}: acquire took {took:?}");
+        assert!(
+            matches!(outcome, None | Some(Err(_))),
+            "{fault:?}: granted while held"
+        );
+        blocker.release().await.unwrap();
+        // The waiter's connection never holds the lock afterwards (it was closed, not pooled).
+        assert!(
+            eventually(ORPHAN_BOUND, || none_held(&pg, &locks, &name)).await,
+            "{fault:?}: a cancelled or failed waiter holds the lock"
+        );
+        assert!(eventually(ORPHAN_BOUND, || can_take(&locks, "after")).await);
+
+        // Release.
+        let name = format!("pg-release-{i}");
+        let guard = take(&locks, &name).await;
+        let (_, took) = rig.inject(fault, guard.release()).await;
+        assert!(took < ANSWERED, "{fault:?}: release took {took:?}");
+        assert!(
+            eventually(ORPHAN_BOUND, || can_take(&observer, &name)).await,
+            "{fault:?}: the lock outlived its release"
+        );
+    }
+}
