@@ -1,0 +1,102 @@
+//! The fault matrix for the fleet semaphore: acquire and release under every fault of
+//! `palisade_testkit::faults`. Once the fault heals: never more than the capacity held, no
+//! slot orphaned beyond the documented bound (the compensation, or the lease), no hang.
+
+use std::time::Duration;
+
+use palisade_bulkhead::FleetSemaphore;
+use palisade_testkit::faults::{Fault, FaultRig, eventually};
+
+const CAPACITY: u32 = 2;
+const ANSWERED: Duration = Duration::from_secs(2);
+const BOUND: Duration = Duration::from_secs(4);
+
+type Semaphore = FleetSemaphore<fred::clients::Client>;
+
+async fn semaphores(rig: &FaultRig, lease: Duration) -> (Semaphore, Semaphore) {
+    let faulty = FleetSemaphore::new(rig.faulty().await, "partner", CAPACITY)
+        .lease(lease)
+        .timeout(Duration::from_millis(100));
+    let observer = FleetSemaphore::new(rig.observer().await, "partner", CAPACITY)
+        .lease(lease)
+        .timeout(Duration::from_secs(2));
+    // Load the script while the network is fine.
+    faulty.try_acquire().await.unwrap().release().await;
+    (faulty, observer)
+}
+
+/// Whether the observer can take every slot (then gives them back).
+async fn all_free(observer: &Semaphore) -> bool {
+    let mut held = Vec::new();
+    for _ in 0..CAPACITY {
+        match observer.try_acquire().await {
+            Ok(permit) => held.push(permit),
+            Err(_) => break,
+        }
+    }
+    let free = held.len() == CAPACITY as usize;
+    for permit in held {
+        permit.release().await;
+    }
+    free
+}
+
+/// How many slots the observer can take now, at most `CAPACITY` (then gives them back).
+async fn free_slots(observer: &Semaphore) -> usize {
+    let mut held = Vec::new();
+    for _ in 0..=CAPACITY {
+        if let Ok(permit) = observer.try_acquire().await {
+            held.push(permit);
+        }
+    }
+    let n = held.len();
+    for permit in held {
+        permit.release().await;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_under_every_fault() {
+    let rig = FaultRig::start().await;
+    // A long lease: an orphan must be undone, not wait out the lease.
+    let (faulty, observer) = semaphores(&rig, Duration::from_secs(30)).await;
+    for fault in Fault::matrix() {
+        let (outcome, took) = rig.inject(fault, faulty.try_acquire()).await;
+        assert!(took < ANSWERED, "{fault:?}: acquire took {took:?}");
+        if let Some(Ok(permit)) = outcome {
+            // Held: the fleet has one slot fewer, never more than the capacity in all.
+            assert!(
+                free_slots(&observer).await < CAPACITY as usize,
+                "{fault:?}: over capacity"
+            );
+            permit.release().await;
+        }
+        assert!(
+            eventually(BOUND, || all_free(&observer)).await,
+            "{fault:?}: a slot is orphaned"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_under_every_fault() {
+    let rig = FaultRig::start().await;
+    let (faulty, observer) = semaphores(&rig, Duration::from_secs(2)).await;
+    for fault in Fault::matrix() {
+        let permit = loop {
+            // Reconnected after the last fault.
+            if let Ok(permit) = faulty.try_acquire().await {
+                break permit;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let (_, took) = rig.inject(fault, permit.release()).await;
+        assert!(took < ANSWERED, "{fault:?}: release took {took:?}");
+        // Released, or freed by its lease (2 s): no longer.
+        assert!(
+            eventually(BOUND, || all_free(&observer)).await,
+            "{fault:?}: a slot outlived its release"
+        );
+    }
+}
