@@ -59,6 +59,15 @@ pub struct QuoteRoute {
 /// lock_ttl = "10s"
 /// lock_wait = "10s"
 /// idempotency_retention = "24h"
+/// idempotency_lease = "10s"
+/// request_budget = "16s"
+/// [payments.ip_rate_limit]          # a palisade rate-limit policy, per client IP
+/// name = "payments-ip"
+/// [[payments.ip_rate_limit.limits]]
+/// name = "per-client-ip"
+/// algorithm = "token_bucket"
+/// capacity = 1000
+/// refill_per_second = 500
 /// [payments.rate_limit]             # a palisade rate-limit policy
 /// name = "payments"
 /// on_backend_error = "fail_open"
