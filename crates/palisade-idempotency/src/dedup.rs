@@ -130,7 +130,9 @@ impl<S: IdempotencyStore> Deduplicator<S> {
     }
 
     /// After `attempts` failed attempts (default 5), `hook(message_id, attempts, error)` runs
-    /// and the message is marked done.
+    /// and the message is marked done. The last failure retires the record in the same store
+    /// step that records it ([`IdempotencyStore::fail`]), so no other worker can claim and run
+    /// a message between its last failure and its dead-lettering.
     pub fn dead_letter(
         mut self,
         attempts: u32,
@@ -168,19 +170,21 @@ impl<S: IdempotencyStore> Deduplicator<S> {
                 Ok(Processed::Done(value))
             }
             Err(error) => {
-                let attempts = self
+                // Released for another attempt, or retired as dead in the same step: no worker
+                // can claim it in between and run it after it was dead-lettered.
+                let failed = self
                     .store
-                    .release(&key, &owner, self.retention)
-                    .await?
-                    .unwrap_or(1);
-                if attempts < self.max_attempts {
+                    .fail(
+                        &key,
+                        &owner,
+                        self.max_attempts,
+                        Bytes::from_static(DEAD),
+                        self.retention,
+                    )
+                    .await?;
+                let attempts = failed.map_or(1, |f| f.attempts);
+                if !failed.is_some_and(|f| f.retired) {
                     return Err(DedupError::Failed { error, attempts });
-                }
-                // Mark it done so no worker runs it again, then hand it to the hook.
-                if let Claim::Acquired = self.store.claim(&key, "", &owner, self.lease).await? {
-                    self.store
-                        .complete(&key, &owner, Bytes::from_static(DEAD), self.retention)
-                        .await?;
                 }
                 tracing::error!(
                     target: "palisade::idempotency",

@@ -162,6 +162,41 @@ async fn distinct_keys_in_parallel<S: IdempotencyStore>(store: S) {
     assert_eq!(seen.len(), 50);
 }
 
+/// A failed attempt is released for another, and the last allowed one retires the record in
+/// the same step (no window in which another worker could claim and run it).
+async fn failures_release_then_retire<S: IdempotencyStore>(store: S) {
+    let k = key("f");
+    let dead = Bytes::from_static(b"dead");
+    for attempt in 1..=3u32 {
+        let owner = Owner::unique();
+        assert_eq!(
+            store.claim(&k, "", &owner, LEASE).await.unwrap(),
+            Claim::Acquired,
+            "attempt {attempt}"
+        );
+        // Only the owner's failure counts.
+        assert_eq!(
+            store
+                .fail(&k, &Owner::unique(), 3, dead.clone(), KEEP)
+                .await
+                .unwrap(),
+            None
+        );
+        let failed = store
+            .fail(&k, &owner, 3, dead.clone(), KEEP)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(failed.attempts, attempt);
+        assert_eq!(failed.retired, attempt == 3);
+    }
+    // Retired: nobody runs it again.
+    assert_eq!(
+        store.claim(&k, "", &Owner::unique(), LEASE).await.unwrap(),
+        Claim::Completed(dead)
+    );
+}
+
 macro_rules! suite {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -189,6 +224,12 @@ macro_rules! suite {
             async fn one_winner_among_many() {
                 let store = $make;
                 super::one_winner_among_many(store.0).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn failures_release_then_retire() {
+                let store = $make;
+                super::failures_release_then_retire(store.0).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

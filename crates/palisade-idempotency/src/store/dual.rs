@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use palisade_core::BackendError;
 
-use super::{Claim, IdempotencyStore, Owner, RecordKey};
+use super::{Claim, Failed, IdempotencyStore, Owner, RecordKey};
 
 /// Redis in front of PostgreSQL (or any fast store in front of any durable one): the fast
 /// store answers replays and in-flight conflicts in one round trip; the durable store is the
@@ -128,6 +128,28 @@ impl<F: IdempotencyStore, D: IdempotencyStore> IdempotencyStore for DualStore<F,
             skip_fast("release", &error);
         }
         Ok(failures)
+    }
+
+    async fn fail(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        max_attempts: u32,
+        dead: Bytes,
+        retention: Duration,
+    ) -> Result<Option<Failed>, BackendError> {
+        let failed = self
+            .durable
+            .fail(key, owner, max_attempts, dead.clone(), retention)
+            .await?;
+        if let Err(error) = self
+            .fast
+            .fail(key, owner, max_attempts, dead, retention)
+            .await
+        {
+            skip_fast("fail", &error);
+        }
+        Ok(failed)
     }
 
     async fn release_late_claim(

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use palisade_core::BackendError;
 use tokio::time::Instant;
 
-use super::{Claim, IdempotencyStore, Owner, RecordKey};
+use super::{Claim, Failed, IdempotencyStore, Owner, RecordKey};
 
 /// Records in a mutex-guarded map, timed by tokio's clock (so tests can pause time).
 ///
@@ -211,6 +211,30 @@ impl IdempotencyStore for MemoryStore {
             record.failures += 1;
             record.expires_at = now + retention;
             record.failures
+        }))
+    }
+
+    async fn fail(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        max_attempts: u32,
+        dead: Bytes,
+        retention: Duration,
+    ) -> Result<Option<Failed>, BackendError> {
+        Ok(self.with_owned(key, owner, |record, now| {
+            record.failures += 1;
+            let retired = record.failures >= max_attempts;
+            record.state = if retired {
+                State::Completed(dead)
+            } else {
+                State::Released
+            };
+            record.expires_at = now + retention;
+            Failed {
+                attempts: record.failures,
+                retired,
+            }
         }))
     }
 

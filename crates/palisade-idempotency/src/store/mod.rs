@@ -107,6 +107,16 @@ pub enum Claim {
     Mismatch,
 }
 
+/// A failed attempt, as [`IdempotencyStore::fail`] recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed {
+    /// Failed attempts so far, this one included.
+    pub attempts: u32,
+    /// Whether this was the last allowed attempt: the record is now completed with the
+    /// dead-letter marker, so nobody runs it again.
+    pub retired: bool,
+}
+
 /// Keeps idempotency records. See the [module docs](self) for the states.
 ///
 /// Implementations must make each method one atomic step. The in-memory, Redis, PostgreSQL and
@@ -140,6 +150,36 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         owner: &Owner,
         retention: Duration,
     ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send;
+
+    /// Records a failed attempt of `owner`'s claim **in one step**: released for another
+    /// attempt, or — when this is attempt `max_attempts` — completed with `dead` (retired), so
+    /// no other worker can claim the record between "released" and "retired". `Ok(None)` when
+    /// the claim is not `owner`'s.
+    ///
+    /// The default does it in two steps ([`release`](Self::release), then claim and
+    /// [`complete`](Self::complete)), which leaves that window open; every store in this crate
+    /// overrides it.
+    fn fail(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        max_attempts: u32,
+        dead: Bytes,
+        retention: Duration,
+    ) -> impl Future<Output = Result<Option<Failed>, BackendError>> + Send {
+        async move {
+            let Some(attempts) = self.release(key, owner, retention).await? else {
+                return Ok(None);
+            };
+            let mut retired = false;
+            if attempts >= max_attempts
+                && self.claim(key, "", owner, Duration::from_secs(60)).await? == Claim::Acquired
+            {
+                retired = self.complete(key, owner, dead, retention).await?;
+            }
+            Ok(Some(Failed { attempts, retired }))
+        }
+    }
 
     /// Releases `owner`'s claim after the *claim itself* timed out — it may have landed after
     /// the caller stopped waiting. Runs in the background, so stores whose calls have a

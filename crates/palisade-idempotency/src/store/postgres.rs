@@ -6,7 +6,7 @@ use bytes::Bytes;
 use palisade_core::BackendError;
 use sqlx::{PgPool, Row};
 
-use super::{Claim, IdempotencyStore, Owner, RecordKey};
+use super::{Claim, Failed, IdempotencyStore, Owner, RecordKey};
 
 /// The shipped migration; `{table}` stands for the table name.
 pub const MIGRATION: &str = include_str!("../../migrations/0001_palisade_idempotency.sql");
@@ -277,6 +277,48 @@ impl IdempotencyStore for PostgresStore {
             Some(row) => {
                 let failures: i32 = row.try_get("failures").map_err(classify)?;
                 Ok(Some(failures.max(0) as u32))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn fail(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        max_attempts: u32,
+        dead: Bytes,
+        retention: Duration,
+    ) -> Result<Option<Failed>, BackendError> {
+        let sql = format!(
+            "UPDATE {t} SET \
+               state = CASE WHEN failures + 1 >= $4 THEN 'completed' ELSE 'released' END, \
+               response = CASE WHEN failures + 1 >= $4 THEN $5 ELSE NULL END, \
+               owner_token = NULL, failures = failures + 1, \
+               expires_at = now() + make_interval(secs => $3) \
+             WHERE id = $1 AND state = 'processing' AND owner_token = $2 AND expires_at > now() \
+             RETURNING failures, state",
+            t = self.table
+        );
+        let row = self
+            .bounded(
+                sqlx::query(&sql)
+                    .bind(key.as_str())
+                    .bind(owner.as_str())
+                    .bind(seconds(retention))
+                    .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
+                    .bind(dead.as_ref())
+                    .fetch_optional(&self.pool),
+            )
+            .await?;
+        match row {
+            Some(row) => {
+                let failures: i32 = row.try_get("failures").map_err(classify)?;
+                let state: String = row.try_get("state").map_err(classify)?;
+                Ok(Some(Failed {
+                    attempts: failures.max(0) as u32,
+                    retired: state == "completed",
+                }))
             }
             None => Ok(None),
         }

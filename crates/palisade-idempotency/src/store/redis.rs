@@ -10,7 +10,7 @@ use bytes::Bytes;
 use fred::{interfaces::LuaInterface, types::Value};
 use palisade_core::{BackendError, key::Key, redis_key::RedisKeyBuilder, script::RedisScript};
 
-use super::{Claim, IdempotencyStore, Owner, RecordKey};
+use super::{Claim, Failed, IdempotencyStore, Owner, RecordKey};
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -22,6 +22,8 @@ static COMPLETE: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../scripts/complete.lua")));
 static RELEASE: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../scripts/release.lua")));
+static FAIL: LazyLock<RedisScript> =
+    LazyLock::new(|| RedisScript::new(include_str!("../scripts/fail.lua")));
 static RENEW: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../scripts/renew.lua")));
 
@@ -227,6 +229,39 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
     ) -> Result<Option<u32>, BackendError> {
         self.release_within(key, owner, retention, self.inner.timeout)
             .await
+    }
+
+    async fn fail(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        max_attempts: u32,
+        dead: Bytes,
+        retention: Duration,
+    ) -> Result<Option<Failed>, BackendError> {
+        let reply: Vec<i64> = FAIL
+            .invoke(
+                &self.inner.client,
+                self.redis_key(key),
+                vec![
+                    Value::from(owner.as_str()),
+                    Value::from(millis(retention) as i64),
+                    Value::from(i64::from(max_attempts)),
+                    Value::Bytes(dead),
+                ],
+                self.inner.timeout,
+            )
+            .await?;
+        match reply.as_slice() {
+            [failures, _] if *failures < 0 => Ok(None),
+            [failures, retired] => Ok(Some(Failed {
+                attempts: (*failures).clamp(0, i64::from(u32::MAX)) as u32,
+                retired: *retired == 1,
+            })),
+            other => Err(BackendError::Protocol(format!(
+                "unexpected fail reply {other:?}"
+            ))),
+        }
     }
 
     async fn release_late_claim(
