@@ -755,3 +755,77 @@ async fn slow_renewals_never_hold_the_handler_up() {
         "the handler took {took:?}"
     );
 }
+
+/// A store whose first `complete` calls fail.
+#[derive(Clone)]
+struct FlakyCompletes(MemoryStore, Arc<AtomicUsize>);
+
+impl IdempotencyStore for FlakyCompletes {
+    async fn claim(
+        &self,
+        key: &RecordKey,
+        fingerprint: &str,
+        owner: &Owner,
+        lease: Duration,
+    ) -> Result<Claim, palisade_core::BackendError> {
+        self.0.claim(key, fingerprint, owner, lease).await
+    }
+    async fn complete(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        response: bytes::Bytes,
+        retention: Duration,
+    ) -> Result<bool, palisade_core::BackendError> {
+        let failing = self
+            .1
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(palisade_core::BackendError::Timeout(Duration::from_millis(
+                100,
+            )));
+        }
+        self.0.complete(key, owner, response, retention).await
+    }
+    async fn release(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        retention: Duration,
+    ) -> Result<Option<u32>, palisade_core::BackendError> {
+        self.0.release(key, owner, retention).await
+    }
+    async fn renew(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> Result<bool, palisade_core::BackendError> {
+        self.0.renew(key, owner, lease).await
+    }
+}
+
+/// Regression: "could not store the response" after a 201, and once the lease ran out the
+/// retry ran the payment again. Storing is retried while the claim is ours, so the retry gets
+/// the replay.
+#[tokio::test(start_paused = true)]
+async fn a_failed_store_is_retried_and_never_reruns() {
+    let calls = Calls::default();
+    let failures = Arc::new(AtomicUsize::new(2));
+    let app = app_with(
+        IdempotencyLayer::new(FlakyCompletes(MemoryStore::new(), failures))
+            .lease(Duration::from_secs(6)),
+        calls.clone(),
+    );
+    let pay = || request("/pay", "k1", Some("s"), "{}");
+    let (first, _, body) = send(&app, pay()).await;
+    assert_eq!(first, StatusCode::CREATED);
+    // Past the lease: without the retried store the key would be free and run again.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (status, headers, replay) = send(&app, pay()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(replay, body);
+    assert_eq!(calls.get(), 1);
+}
