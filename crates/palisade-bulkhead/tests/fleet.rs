@@ -89,8 +89,16 @@ async fn a_dead_instance_gives_its_permits_back_when_the_leases_expire() {
         Err(FleetError::Full { retry_after }) => assert!(retry_after <= Duration::from_millis(400)),
         other => panic!("expected Full, got {other:?}"),
     }
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    let a = instances[1].try_acquire().await.unwrap();
+    // The leases end by Redis' clock: wait on that (bounded), not on a fixed sleep.
+    let mut a = None;
+    for _ in 0..100 {
+        if let Ok(permit) = instances[1].try_acquire().await {
+            a = Some(permit);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let a = a.expect("the dead instance's leases expire");
     let b = instances[2].try_acquire().await.unwrap();
     assert!(instances[2].try_acquire().await.is_err());
     a.release().await;
