@@ -198,17 +198,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
             let within = compensation_timeout(self.inner.timeout);
             move || async move { semaphore.run_within("release", &id, within).await }
         });
-        let (granted, wait) = match self.run("acquire", &id).await {
-            Ok(reply) => {
-                undo.disarm();
-                reply
-            }
-            Err(error @ BackendError::Timeout(_)) => return Err(error.into()),
-            Err(error) => {
-                undo.disarm();
-                return Err(error.into());
-            }
-        };
+        let (granted, wait) = undo.settle(self.run("acquire", &id).await)?;
         if !granted {
             return Err(FleetError::Full {
                 retry_after: wait.max(Duration::from_millis(1)),

@@ -118,9 +118,8 @@ where
 /// # async fn main() {
 /// let undo = Undo::new("lock", || async { Ok::<_, BackendError>(()) /* owner-checked release */ });
 /// let reply: Result<i64, BackendError> = Ok(1); // the state-changing call
-/// if !matches!(reply, Err(BackendError::Timeout(_))) {
-///     undo.disarm(); // the reply is known: nothing to undo
-/// }
+/// let reply = undo.settle(reply); // known: nothing to undo (a timeout would run it)
+/// assert_eq!(reply, Ok(1));
 /// # }
 /// ```
 #[cfg(feature = "tokio")]
@@ -152,6 +151,16 @@ where
     /// The call's reply is known: nothing to undo.
     pub fn disarm(mut self) {
         self.undo = None;
+    }
+
+    /// Settles the guard with the call's `reply`: a [`BackendError::Timeout`] leaves the
+    /// outcome unknown, so the undo runs; any other reply is known, so it does not. Returns
+    /// `reply`.
+    pub fn settle<R>(self, reply: Result<R, BackendError>) -> Result<R, BackendError> {
+        if !matches!(reply, Err(BackendError::Timeout(_))) {
+            self.disarm();
+        }
+        reply
     }
 }
 

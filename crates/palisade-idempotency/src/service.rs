@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header, reques
 use http_body::Body;
 use http_body_util::{BodyExt, Either, Full};
 use palisade_core::{
-    BackendError, Responder,
+    Responder,
     backend::Undo,
     deadline::Deadline,
     key::{KeyExtractor, RequestHead, path::canonical_path},
@@ -173,11 +173,7 @@ where
             let claim = self
                 .store
                 .claim(&record, &fingerprint, &owner, config.lease);
-            let claimed = Deadline::bound(deadline, claim).await;
-            if !matches!(claimed, Err(BackendError::Timeout(_))) {
-                undo.disarm();
-            }
-            match claimed {
+            match undo.settle(Deadline::bound(deadline, claim).await) {
                 Ok(Claim::Acquired) => break,
                 Ok(Claim::Completed(stored)) => return Ok(self.replay(stored)),
                 Ok(Claim::Mismatch) => return Ok(self.refuse(IdempotencyRejection::KeyReused)),

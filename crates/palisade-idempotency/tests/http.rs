@@ -686,48 +686,6 @@ async fn every_spelling_of_a_path_is_one_record() {
     assert_eq!(calls.get(), 1);
 }
 
-/// A store whose renewals take 400 ms.
-#[derive(Clone)]
-struct SlowRenewals(MemoryStore);
-
-impl IdempotencyStore for SlowRenewals {
-    async fn claim(
-        &self,
-        key: &RecordKey,
-        fingerprint: &str,
-        owner: &Owner,
-        lease: Duration,
-    ) -> Result<Claim, palisade_core::BackendError> {
-        self.0.claim(key, fingerprint, owner, lease).await
-    }
-    async fn complete(
-        &self,
-        key: &RecordKey,
-        owner: &Owner,
-        response: bytes::Bytes,
-        retention: Duration,
-    ) -> Result<bool, palisade_core::BackendError> {
-        self.0.complete(key, owner, response, retention).await
-    }
-    async fn release(
-        &self,
-        key: &RecordKey,
-        owner: &Owner,
-        retention: Duration,
-    ) -> Result<Option<u32>, palisade_core::BackendError> {
-        self.0.release(key, owner, retention).await
-    }
-    async fn renew(
-        &self,
-        key: &RecordKey,
-        owner: &Owner,
-        lease: Duration,
-    ) -> Result<bool, palisade_core::BackendError> {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        self.0.renew(key, owner, lease).await
-    }
-}
-
 /// Regression: renewal was awaited inside the loop that polled the handler, so a 250 ms
 /// handler took 2.9 s when renewals took 400 ms. The handler must finish on its own time.
 #[tokio::test(start_paused = true)]
@@ -743,8 +701,11 @@ async fn slow_renewals_never_hold_the_handler_up() {
             }),
         )
         .route_layer(
-            IdempotencyLayer::new(SlowRenewals(MemoryStore::new()))
-                .lease(Duration::from_millis(90)),
+            IdempotencyLayer::new(Faulty {
+                renew_delay: Duration::from_millis(400),
+                ..Faulty::default()
+            })
+            .lease(Duration::from_millis(90)),
         );
     let started = tokio::time::Instant::now();
     let (status, _, _) = send(&app, request("/pay", "k1", Some("r"), "")).await;
@@ -756,11 +717,16 @@ async fn slow_renewals_never_hold_the_handler_up() {
     );
 }
 
-/// A store whose first `complete` calls fail.
-#[derive(Clone)]
-struct FlakyCompletes(MemoryStore, Arc<AtomicUsize>);
+/// The in-memory store with faults: renewals that take `renew_delay`, and the first
+/// `failing_completes` completions failing.
+#[derive(Clone, Default)]
+struct Faulty {
+    store: MemoryStore,
+    renew_delay: Duration,
+    failing_completes: Arc<AtomicUsize>,
+}
 
-impl IdempotencyStore for FlakyCompletes {
+impl IdempotencyStore for Faulty {
     async fn claim(
         &self,
         key: &RecordKey,
@@ -768,7 +734,7 @@ impl IdempotencyStore for FlakyCompletes {
         owner: &Owner,
         lease: Duration,
     ) -> Result<Claim, palisade_core::BackendError> {
-        self.0.claim(key, fingerprint, owner, lease).await
+        self.store.claim(key, fingerprint, owner, lease).await
     }
     async fn complete(
         &self,
@@ -778,15 +744,14 @@ impl IdempotencyStore for FlakyCompletes {
         retention: Duration,
     ) -> Result<bool, palisade_core::BackendError> {
         let failing = self
-            .1
+            .failing_completes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if failing {
-            return Err(palisade_core::BackendError::Timeout(Duration::from_millis(
-                100,
-            )));
+            let timeout = Duration::from_millis(100);
+            return Err(palisade_core::BackendError::Timeout(timeout));
         }
-        self.0.complete(key, owner, response, retention).await
+        self.store.complete(key, owner, response, retention).await
     }
     async fn release(
         &self,
@@ -794,7 +759,7 @@ impl IdempotencyStore for FlakyCompletes {
         owner: &Owner,
         retention: Duration,
     ) -> Result<Option<u32>, palisade_core::BackendError> {
-        self.0.release(key, owner, retention).await
+        self.store.release(key, owner, retention).await
     }
     async fn renew(
         &self,
@@ -802,7 +767,8 @@ impl IdempotencyStore for FlakyCompletes {
         owner: &Owner,
         lease: Duration,
     ) -> Result<bool, palisade_core::BackendError> {
-        self.0.renew(key, owner, lease).await
+        tokio::time::sleep(self.renew_delay).await;
+        self.store.renew(key, owner, lease).await
     }
 }
 
@@ -814,8 +780,11 @@ async fn a_failed_store_is_retried_and_never_reruns() {
     let calls = Calls::default();
     let failures = Arc::new(AtomicUsize::new(2));
     let app = app_with(
-        IdempotencyLayer::new(FlakyCompletes(MemoryStore::new(), failures))
-            .lease(Duration::from_secs(6)),
+        IdempotencyLayer::new(Faulty {
+            failing_completes: failures,
+            ..Faulty::default()
+        })
+        .lease(Duration::from_secs(6)),
         calls.clone(),
     );
     let pay = || request("/pay", "k1", Some("s"), "{}");

@@ -234,18 +234,8 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
                 inner.timeout,
             )
             .await;
-        let reply = match reply {
-            Ok(reply) => {
-                undo.disarm();
-                reply
-            }
-            // The SET NX may land after we stopped waiting: `undo` fires as it drops.
-            Err(error @ BackendError::Timeout(_)) => return Err(error.into()),
-            Err(error) => {
-                undo.disarm();
-                return Err(error.into());
-            }
-        };
+        // A timeout leaves the outcome unknown: the SET NX may land, and `undo` runs.
+        let reply = undo.settle(reply)?;
         if reply < 1 {
             return Ok(None);
         }
