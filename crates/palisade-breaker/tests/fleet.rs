@@ -210,3 +210,77 @@ async fn a_late_close_never_wipes_a_fresh_opening() {
     let closed = run("close", "a", 10_000).await;
     assert_eq!((closed[1], closed[3]), (0, 1), "{closed:?}");
 }
+
+/// The fault matrix for the fleet breaker: the fleet's publish and probe under every fault.
+/// Fleet state is best effort by design (a lost publish leaves each instance its own local
+/// breaker), so the invariants are liveness ones: the call path never waits on Redis, and once
+/// the fault heals the fleet closes after one healthy probe round and shares the next opening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_probe_under_every_fault() {
+    use palisade_testkit::faults::{Fault, FaultRig, eventually};
+
+    let rig = FaultRig::start().await;
+    let breaker = |name: &str| {
+        CircuitBreaker::new(
+            BreakerPolicy::builder(name)
+                .count_window(4)
+                .minimum_calls(4)
+                .half_open_probes(1)
+                .open_for(OpenDuration::fixed(Duration::from_millis(200)))
+                .build()
+                .unwrap(),
+        )
+    };
+    for (i, fault) in Fault::matrix().into_iter().enumerate() {
+        let name = format!("matrix-{i}");
+        let (faulty, healthy) = (breaker(&name), breaker(&name));
+        faulty.join_fleet(
+            Fleet::new(rig.faulty().await)
+                .sync_every(Duration::from_millis(20))
+                .probe_lease(Duration::from_secs(1)),
+        );
+        healthy.join_fleet(
+            Fleet::new(rig.observer().await)
+                .sync_every(Duration::from_millis(20))
+                .probe_lease(Duration::from_secs(1)),
+        );
+        // The opening is published (and the probe lease sought) while the fault is on; the
+        // call path never waits for Redis.
+        let (call, took) = rig
+            .inject(fault, async {
+                for _ in 0..4 {
+                    faulty.try_acquire().unwrap().record(Outcome::Failure);
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let started = Instant::now();
+                let _ = faulty.try_acquire();
+                started.elapsed()
+            })
+            .await;
+        assert!(took < Duration::from_secs(3), "{fault:?}: took {took:?}");
+        if let Some(call) = call {
+            // Refused locally: far below any Redis timeout (100 ms would mean it waited).
+            assert!(call < Duration::from_millis(50), "{fault:?}: the call waited {call:?}");
+        }
+        // After the fault: one healthy probe round closes the whole fleet…
+        heal(&faulty, Duration::from_secs(5)).await;
+        assert!(
+            eventually(Duration::from_secs(3), || async {
+                healthy.state() == State::Closed
+            })
+            .await,
+            "{fault:?}: the fleet does not close"
+        );
+        // …and the next opening reaches the other instance.
+        for _ in 0..4 {
+            faulty.try_acquire().unwrap().record(Outcome::Failure);
+        }
+        assert!(
+            eventually(Duration::from_secs(3), || async {
+                healthy.state() == State::Open
+            })
+            .await,
+            "{fault:?}: the fleet sync did not recover"
+        );
+    }
+}

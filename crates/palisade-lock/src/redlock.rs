@@ -4,7 +4,12 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use fred::{interfaces::LuaInterface, types::Value};
 use futures_util::future::join_all;
-use palisade_core::{BackendError, key::Key, redis_key::RedisKeyBuilder};
+use palisade_core::{
+    BackendError,
+    backend::{Undo, compensation_timeout},
+    key::Key,
+    redis_key::RedisKeyBuilder,
+};
 use tokio::time::Instant;
 
 use crate::{
@@ -153,11 +158,21 @@ async fn on_all<C: LuaInterface + Clone + Send + Sync + 'static>(
     key: &str,
     args: Vec<Value>,
 ) -> (usize, usize) {
+    on_all_within(inner, script, key, args, inner.node_timeout).await
+}
+
+async fn on_all_within<C: LuaInterface + Clone + Send + Sync + 'static>(
+    inner: &Inner<C>,
+    script: &palisade_core::script::RedisScript,
+    key: &str,
+    args: Vec<Value>,
+    timeout: Duration,
+) -> (usize, usize) {
     let calls = inner.nodes.iter().map(|node| {
         let args = args.clone();
         async move {
             script
-                .invoke::<_, i64, _, _>(node, key, args, inner.node_timeout)
+                .invoke::<_, i64, _, _>(node, key, args, timeout)
                 .await
         }
     });
@@ -223,6 +238,20 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for Redlock<C> {
         let inner = &self.inner;
         let key = self.key(name);
         let token = owner_token();
+        // Until the lock is granted, every node's SET NX may land unseen (a node timed out, or
+        // this future was dropped mid-call): if it is not granted, it is released everywhere
+        // in the background too, with the owner token and a compensation deadline — a slow
+        // node otherwise keeps a partial lock for the TTL.
+        let undo = Undo::new("lock", {
+            let (lock, key, token) = (self.clone(), key.clone(), token.clone());
+            move || async move {
+                let inner = &lock.inner;
+                let within = compensation_timeout(inner.node_timeout);
+                let args = vec![Value::from(token.as_str())];
+                on_all_within(inner, &RELEASE, &key, args, within).await;
+                Ok::<(), BackendError>(())
+            }
+        });
         let started = Instant::now();
         let (granted, failed) = on_all(
             inner,
@@ -234,6 +263,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for Redlock<C> {
         let elapsed = started.elapsed();
         let validity = inner.ttl.checked_sub(elapsed + self.drift());
         if granted >= self.quorum() && validity.is_some_and(|v| v > Duration::ZERO) {
+            undo.disarm();
             let held = Arc::new(RedlockHeld {
                 lock: self.clone(),
                 key,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use palisade_lock::{Locker, PgAdvisoryLock, RedisLock, held_advisory_locks};
+use palisade_lock::{Locker, PgAdvisoryLock, RedisLock, Redlock, held_advisory_locks};
 use palisade_testkit::{
     TestPostgres,
     faults::{Fault, FaultRig, eventually},
@@ -161,6 +161,66 @@ async fn postgres_acquire_and_release_under_every_network_fault() {
         let guard = take(&locks, &name).await;
         let (_, took) = rig.inject(fault, guard.release()).await;
         assert!(took < ANSWERED, "{fault:?}: release took {took:?}");
+        assert!(
+            eventually(ORPHAN_BOUND, || can_take(&observer, &name)).await,
+            "{fault:?}: the lock outlived its release"
+        );
+    }
+}
+
+/// Three Redlock nodes, each behind its own fault proxy; `fault` hits the first two (a
+/// majority) at once while `op` runs.
+async fn on_majority<T>(
+    rigs: &[FaultRig],
+    fault: Fault,
+    op: impl std::future::Future<Output = T>,
+) -> (Option<T>, Duration) {
+    let started = tokio::time::Instant::now();
+    let (outcome, _) = rigs[0].inject(fault, rigs[1].inject(fault, op)).await;
+    (outcome.and_then(|(inner, _)| inner), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_acquire_and_release_with_a_majority_faulted() {
+    let rigs = vec![
+        FaultRig::start().await,
+        FaultRig::start().await,
+        FaultRig::start().await,
+    ];
+    let (mut faulty, mut direct) = (Vec::new(), Vec::new());
+    for rig in &rigs {
+        faulty.push(rig.faulty().await);
+        direct.push(rig.observer().await);
+    }
+    // A long lease for acquisitions: a partial lock left on a majority must be undone.
+    let locks = Redlock::new(faulty.clone(), Duration::from_secs(30))
+        .unwrap()
+        .with_node_timeout(Duration::from_millis(100));
+    let observer = Redlock::new(direct.clone(), Duration::from_secs(30)).unwrap();
+    let short = Redlock::new(faulty, TTL)
+        .unwrap()
+        .with_node_timeout(Duration::from_millis(100));
+    take(&locks, "warm").await.release().await.unwrap();
+    for (i, fault) in Fault::matrix().into_iter().enumerate() {
+        let name = format!("redlock-acquire-{i}");
+        let (outcome, took) = on_majority(&rigs, fault, locks.try_acquire(&name)).await;
+        assert!(took < ANSWERED * 2, "{fault:?}: acquire took {took:?}");
+        if let Some(Ok(Some(guard))) = outcome {
+            assert!(
+                guard.is_lost() || !can_take(&observer, &name).await,
+                "{fault:?}: a second holder"
+            );
+            let _ = guard.release().await;
+        }
+        assert!(
+            eventually(ORPHAN_BOUND, || can_take(&observer, &name)).await,
+            "{fault:?}: a partial lock is orphaned on a majority"
+        );
+
+        let name = format!("redlock-release-{i}");
+        let guard = take(&short, &name).await;
+        let (_, took) = on_majority(&rigs, fault, guard.release()).await;
+        assert!(took < ANSWERED * 2, "{fault:?}: release took {took:?}");
         assert!(
             eventually(ORPHAN_BOUND, || can_take(&observer, &name)).await,
             "{fault:?}: the lock outlived its release"
