@@ -260,7 +260,10 @@ async fn publish_and_probe_under_every_fault() {
         assert!(took < Duration::from_secs(3), "{fault:?}: took {took:?}");
         if let Some(call) = call {
             // Refused locally: far below any Redis timeout (100 ms would mean it waited).
-            assert!(call < Duration::from_millis(50), "{fault:?}: the call waited {call:?}");
+            assert!(
+                call < Duration::from_millis(50),
+                "{fault:?}: the call waited {call:?}"
+            );
         }
         // After the fault: one healthy probe round closes the whole fleet…
         heal(&faulty, Duration::from_secs(5)).await;
