@@ -422,8 +422,22 @@ where
             self.responder.clone(),
             self.on_backend_error,
         );
+        let deadline = req
+            .extensions()
+            .get::<palisade_core::deadline::Deadline>()
+            .copied();
         Box::pin(async move {
-            match semaphore.try_acquire().await {
+            // Within the request's budget: a stalled Redis costs what is left of it, no more
+            // (a permit taken as the budget runs out is undone by its id).
+            let acquired = match deadline {
+                None => semaphore.try_acquire().await,
+                Some(d) => tokio::time::timeout_at(d.at(), semaphore.try_acquire())
+                    .await
+                    .unwrap_or(Err(FleetError::Backend(BackendError::Timeout(
+                        Duration::ZERO,
+                    )))),
+            };
+            match acquired {
                 Ok(permit) => {
                     let result = inner.call(req).await;
                     permit.release().await;

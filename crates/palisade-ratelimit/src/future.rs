@@ -25,6 +25,9 @@ pub(crate) struct Pending<S, R, ReqB> {
     pub(crate) shadow: bool,
     pub(crate) legacy_headers: bool,
     pub(crate) responder: R,
+    /// The request's deadline (a `DeadlineLayer` budget), if any: the check is cut off there,
+    /// and the policy's `on_backend_error` decides.
+    pub(crate) deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 pin_project! {
@@ -102,7 +105,19 @@ where
             let mut this = self.as_mut().project();
             let next = match this.state.as_mut().project() {
                 StateProj::Checking { check, pending } => {
-                    let result = ready!(check.poll(cx));
+                    let result = match check.poll(cx) {
+                        Poll::Ready(result) => result,
+                        Poll::Pending => {
+                            let out_of_time = pending
+                                .as_mut()
+                                .and_then(|p| p.deadline.as_mut())
+                                .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+                            if !out_of_time {
+                                return Poll::Pending;
+                            }
+                            Err(BackendError::Timeout(std::time::Duration::ZERO))
+                        }
+                    };
                     let Pending {
                         mut inner,
                         req,
@@ -110,6 +125,7 @@ where
                         shadow,
                         legacy_headers,
                         responder,
+                        deadline: _,
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");

@@ -9,6 +9,7 @@ use std::{
 use http::{Request, Response};
 use palisade_core::{
     BackendError, Responder,
+    deadline::Deadline,
     key::{KeyExtractor, RequestHead},
     responder::{BackendUnavailable, MissingKey},
 };
@@ -115,6 +116,8 @@ where
             Checked::Pending(check) => {
                 let fresh = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, fresh);
+                let deadline =
+                    Deadline::of(&req).map(|d| Box::pin(tokio::time::sleep_until(d.at())));
                 ResponseFuture::checking(
                     check,
                     Pending {
@@ -124,6 +127,7 @@ where
                         shadow: config.shadow,
                         legacy_headers: config.legacy_headers,
                         responder: self.responder.clone(),
+                        deadline,
                     },
                 )
             }

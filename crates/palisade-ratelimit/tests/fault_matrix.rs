@@ -54,3 +54,49 @@ async fn check_under_every_fault() {
         );
     }
 }
+
+/// The request's deadline cuts a pending check off, whatever the store's own timeout: a stalled
+/// Redis costs what is left of the budget, and the policy's `on_backend_error` decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_check_ends_at_the_request_deadline() {
+    use palisade_core::{OnBackendError, deadline::DeadlineLayer, key::Header};
+    use palisade_ratelimit::RateLimitLayer;
+    use palisade_testkit::FaultMode;
+    use tower::{Layer, ServiceExt};
+
+    let rig = FaultRig::start().await;
+    let store = RedisStore::new(rig.faulty().await).with_timeout(Duration::from_secs(5));
+    let policy = Policy::builder("budget")
+        .limit("burst", TokenBucket::new(CAPACITY, 1.0).unwrap())
+        .unwrap()
+        .on_backend_error(OnBackendError::FailClosed)
+        .build()
+        .unwrap();
+    let limited = RateLimitLayer::builder(store, policy)
+        .key(Header::new("x-api-key"))
+        .build()
+        .layer(tower::service_fn(|_req: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::empty()))
+        }));
+    let service = DeadlineLayer::new(Duration::from_millis(300)).layer(limited);
+    let request = || {
+        http::Request::get("/")
+            .header("x-api-key", "k")
+            .body(())
+            .unwrap()
+    };
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    rig.proxy_set(FaultMode::BlackHole);
+    let started = tokio::time::Instant::now();
+    let response = service.oneshot(request()).await.unwrap();
+    let took = started.elapsed();
+    rig.heal();
+    assert_eq!(response.status(), 503, "fail closed at the deadline");
+    assert!(
+        took < Duration::from_secs(2),
+        "answered after {took:?}, not at the deadline"
+    );
+}

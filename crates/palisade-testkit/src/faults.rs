@@ -181,6 +181,12 @@ impl FaultRig {
         (outcome, took)
     }
 
+    /// Switches the proxy's fault by hand (for a fault that outlasts one operation); end it
+    /// with [`heal`](Self::heal).
+    pub fn proxy_set(&self, mode: FaultMode) {
+        self.proxy.set(mode);
+    }
+
     /// Ends every fault.
     pub fn heal(&self) {
         self.proxy.set(FaultMode::Pass);
