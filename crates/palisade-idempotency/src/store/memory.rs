@@ -11,6 +11,7 @@ use palisade_core::BackendError;
 use tokio::time::Instant;
 
 use super::{Claim, Failed, IdempotencyStore, Owner, RecordKey};
+use crate::record::NOT_KEPT;
 
 /// Records in a mutex-guarded map, timed by tokio's clock (so tests can pause time).
 ///
@@ -25,6 +26,11 @@ use super::{Claim, Failed, IdempotencyStore, Owner, RecordKey};
 /// which would let a retry of a completed payment run again. Replays and in-flight answers are
 /// never refused. Size the bound as (requests per second × retention) for the keys you expect.
 ///
+/// The responses kept are bounded too, at [`DEFAULT_MAX_BYTES`]
+/// ([`with_max_bytes`](Self::with_max_bytes)): a response that would not fit (after dropping
+/// expired records) is recorded as *done but not kept* — retries get 409 "not replayable",
+/// the request never runs again.
+///
 /// [`RedisStore`]: super::RedisStore
 /// [`PostgresStore`]: super::PostgresStore
 #[derive(Debug, Clone)]
@@ -34,6 +40,9 @@ pub struct MemoryStore {
 
 /// The default bound on records a [`MemoryStore`] keeps.
 pub const DEFAULT_MAX_RECORDS: usize = 100_000;
+
+/// The default bound on the bytes of responses a [`MemoryStore`] keeps (64 MiB).
+pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 
 impl Default for MemoryStore {
     fn default() -> Self {
@@ -46,6 +55,9 @@ struct Inner {
     records: HashMap<RecordKey, Record>,
     // Never more records than this (live ones; expired ones are swept first).
     max_records: usize,
+    // Bytes of stored responses, and their bound.
+    bytes: usize,
+    max_bytes: usize,
     // Expired records are dropped when the map reaches this size (then it doubles from what
     // is left): amortised O(1) per insert, memory bounded by twice the live records.
     sweep_at: usize,
@@ -79,9 +91,22 @@ impl MemoryStore {
             inner: Arc::new(Mutex::new(Inner {
                 records: HashMap::new(),
                 max_records: max.max(1),
+                bytes: 0,
+                max_bytes: DEFAULT_MAX_BYTES,
                 sweep_at: 0,
             })),
         }
+    }
+
+    /// Keeps at most `max` bytes of responses (see the type's docs for what happens beyond).
+    pub fn with_max_bytes(self, max: usize) -> Self {
+        self.lock().max_bytes = max;
+        self
+    }
+
+    /// Bytes of responses currently kept.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Records currently kept (expired ones may linger until the next sweep).
@@ -133,7 +158,7 @@ impl MemoryStore {
                 )));
             }
         }
-        inner.records.insert(
+        let replaced = inner.records.insert(
             key.clone(),
             Record {
                 fingerprint: fingerprint.to_owned(),
@@ -142,6 +167,9 @@ impl MemoryStore {
                 expires_at: now + lease,
             },
         );
+        if let Some(old) = replaced {
+            inner.bytes = inner.bytes.saturating_sub(old.weight());
+        }
         Ok(Claim::Acquired)
     }
 
@@ -164,13 +192,50 @@ impl MemoryStore {
     }
 }
 
+impl Record {
+    // The bytes this record keeps.
+    fn weight(&self) -> usize {
+        match &self.state {
+            State::Completed(response) => response.len(),
+            _ => 0,
+        }
+    }
+}
+
 impl Inner {
     // Before an insert: once the map has doubled since the last sweep, drop expired records.
     fn sweep(&mut self, now: Instant) {
         if self.records.len() >= self.sweep_at.max(1024) {
-            self.records.retain(|_, r| r.expires_at > now);
-            self.sweep_at = self.records.len() * 2;
+            self.sweep_now(now);
         }
+    }
+
+    fn sweep_now(&mut self, now: Instant) {
+        self.records.retain(|_, r| r.expires_at > now);
+        self.sweep_at = self.records.len() * 2;
+        self.bytes = self.records.values().map(Record::weight).sum();
+    }
+
+    // Keeps `response`, or — when it would not fit even after a sweep — the "not kept" marker.
+    fn admit(&mut self, response: Bytes, now: Instant) -> Bytes {
+        if self.bytes + response.len() > self.max_bytes {
+            self.sweep_now(now);
+        }
+        let kept = if self.bytes + response.len() > self.max_bytes {
+            Bytes::from_static(NOT_KEPT)
+        } else {
+            response
+        };
+        self.bytes += kept.len();
+        kept
+    }
+
+    // Whether `owner` holds `key` with its lease running.
+    fn owns(&self, key: &RecordKey, owner: &Owner, now: Instant) -> bool {
+        self.records.get(key).is_some_and(|record| {
+            record.expires_at > now
+                && matches!(&record.state, State::Processing(holder) if holder == owner)
+        })
     }
 }
 
@@ -192,12 +257,17 @@ impl IdempotencyStore for MemoryStore {
         response: Bytes,
         retention: Duration,
     ) -> Result<bool, BackendError> {
-        Ok(self
-            .with_owned(key, owner, |record, now| {
-                record.state = State::Completed(response);
-                record.expires_at = now + retention;
-            })
-            .is_some())
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if !inner.owns(key, owner, now) {
+            return Ok(false);
+        }
+        let kept = inner.admit(response, now);
+        if let Some(record) = inner.records.get_mut(key) {
+            record.state = State::Completed(kept);
+            record.expires_at = now + retention;
+        }
+        Ok(true)
     }
 
     async fn release(
@@ -222,19 +292,28 @@ impl IdempotencyStore for MemoryStore {
         dead: Bytes,
         retention: Duration,
     ) -> Result<Option<Failed>, BackendError> {
-        Ok(self.with_owned(key, owner, |record, now| {
-            record.failures += 1;
-            let retired = record.failures >= max_attempts;
-            record.state = if retired {
-                State::Completed(dead)
-            } else {
-                State::Released
-            };
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if !inner.owns(key, owner, now) {
+            return Ok(None);
+        }
+        let Some(failures) = inner.records.get(key).map(|r| r.failures + 1) else {
+            return Ok(None);
+        };
+        let retired = failures >= max_attempts;
+        let state = if retired {
+            State::Completed(inner.admit(dead, now))
+        } else {
+            State::Released
+        };
+        if let Some(record) = inner.records.get_mut(key) {
+            record.failures = failures;
+            record.state = state;
             record.expires_at = now + retention;
-            Failed {
-                attempts: record.failures,
-                retired,
-            }
+        }
+        Ok(Some(Failed {
+            attempts: failures,
+            retired,
         }))
     }
 
@@ -298,5 +377,51 @@ mod tests {
         let later = store.claim_now(&key(100), "", &Owner::unique(), lease);
         assert!(matches!(later, Ok(Claim::Acquired)));
         assert!(store.len() <= 100);
+    }
+
+    /// The responses kept are bounded in bytes: one that does not fit is recorded as done but
+    /// not kept (a retry gets "not replayable", never a second run).
+    #[tokio::test(start_paused = true)]
+    async fn responses_are_bounded_in_bytes() {
+        let store = MemoryStore::new().with_max_bytes(10_000);
+        let lease = Duration::from_secs(10);
+        let keep = Duration::from_secs(60);
+        let key = |i: usize| RecordKey::message("bytes", &i.to_string());
+        for i in 0..3 {
+            let owner = Owner::unique();
+            assert!(matches!(
+                store.claim_now(&key(i), "", &owner, lease),
+                Ok(Claim::Acquired)
+            ));
+            let response = Bytes::from(vec![b'x'; 4000]);
+            assert!(
+                store
+                    .complete(&key(i), &owner, response, keep)
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(store.bytes() <= 10_000, "{} bytes kept", store.bytes());
+        assert!(matches!(
+            store.claim_now(&key(2), "", &Owner::unique(), lease),
+            Ok(Claim::Completed(r)) if r.as_ref() == NOT_KEPT
+        ));
+        // Once the kept responses expire, there is room again.
+        tokio::time::advance(keep + Duration::from_secs(1)).await;
+        let owner = Owner::unique();
+        let _ = store.claim_now(&key(9), "", &owner, lease);
+        let response = Bytes::from(vec![b'y'; 4000]);
+        assert!(
+            store
+                .complete(&key(9), &owner, response.clone(), keep)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .claim_now(&key(9), "", &Owner::unique(), lease)
+                .unwrap(),
+            Claim::Completed(response)
+        );
     }
 }

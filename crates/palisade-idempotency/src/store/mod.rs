@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 #[cfg(all(feature = "redis", feature = "postgres"))]
 pub use dual::DualStore;
-pub use memory::{DEFAULT_MAX_RECORDS, MemoryStore};
+pub use memory::{DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, MemoryStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_PG_TIMEOUT, InvalidTableName, MIGRATION, PostgresStore};
 #[cfg(feature = "redis")]
