@@ -10,6 +10,7 @@ use std::{
 };
 
 use fred::interfaces::LuaInterface;
+use palisade_core::lease::Lease;
 use palisade_core::{
     BackendError,
     backend::{Undo, compensation_timeout},
@@ -17,7 +18,7 @@ use palisade_core::{
     redis_key::RedisKeyBuilder,
     script::RedisScript,
 };
-use tokio::task::JoinHandle;
+use tokio::{task::JoinHandle, time::Instant};
 
 static SEMAPHORE: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("scripts/semaphore.lua")));
@@ -198,6 +199,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
             let within = compensation_timeout(self.inner.timeout);
             move || async move { semaphore.run_within("release", &id, within).await }
         });
+        let sent_at = Instant::now();
         let (granted, wait) = undo.settle(self.run("acquire", &id).await)?;
         if !granted {
             return Err(FleetError::Full {
@@ -208,22 +210,33 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
         let renewer = {
             let (semaphore, id, lost) = (self.clone(), id.clone(), lost.clone());
             tokio::spawn(async move {
+                // The lease counts from the send time of the last success, and the permit is
+                // lost once it has run out — even while a renewal is pending — so it never
+                // believes it holds a slot the server may already have given away.
+                let mut lease = Lease::new(semaphore.inner.lease, sent_at);
                 let every = semaphore.inner.lease / 3;
+                let mut next = sent_at + every;
                 loop {
-                    tokio::time::sleep(every).await;
-                    match semaphore.run("renew", &id).await {
-                        Ok((true, _)) => {}
-                        Ok((false, _)) => {
-                            tracing::warn!(target: "palisade::bulkhead", lease = %id, "fleet permit lost: its lease expired");
-                            lost.store(true, Ordering::Release);
-                            return;
-                        }
-                        // A transient failure: the lease has two more thirds to live.
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(lease.lost_at()) => break,
+                        _ = tokio::time::sleep_until(next) => {}
+                    }
+                    let sent = Instant::now();
+                    let renewed = tokio::select! {
+                        renewed = semaphore.run("renew", &id) => renewed,
+                        _ = tokio::time::sleep_until(lease.lost_at()) => break,
+                    };
+                    match renewed {
+                        Ok((true, _)) => lease = lease.extended(sent),
+                        Ok((false, _)) => break,
                         Err(error) => {
                             tracing::warn!(target: "palisade::bulkhead", %error, "fleet permit renewal failed")
                         }
                     }
+                    next = Instant::now().max(sent + every);
                 }
+                tracing::warn!(target: "palisade::bulkhead", lease = %id, "fleet permit lost: its lease expired");
+                lost.store(true, Ordering::Release);
             })
         };
         Ok(FleetPermit {

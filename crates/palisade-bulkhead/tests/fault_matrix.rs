@@ -100,3 +100,40 @@ async fn release_under_every_fault() {
         );
     }
 }
+
+/// Renewal under every network fault (renewing is the permit's own background work, so there
+/// is no caller to cancel): the lease is 300 ms and the fault holds 400 ms, so it runs out
+/// while renewals cannot get through. Never over capacity: by the time another instance can
+/// take the slot, the permit knows it is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_under_every_fault() {
+    let rig = FaultRig::start().await;
+    let (faulty, observer) = semaphores(&rig, Duration::from_millis(300)).await;
+    for fault in [
+        Fault::DelayedReply,
+        Fault::BlackHole,
+        Fault::Reset,
+        Fault::Paused,
+    ] {
+        let permit = loop {
+            if let Ok(permit) = faulty.try_acquire().await {
+                break permit;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        rig.inject(fault, tokio::time::sleep(FaultRig::HOLD)).await;
+        // The first moment the fleet has every slot free again, the permit must be lost.
+        assert!(
+            eventually(BOUND, || async {
+                let free = all_free(&observer).await;
+                if free {
+                    assert!(permit.is_lost(), "{fault:?}: a slot held twice");
+                }
+                free
+            })
+            .await,
+            "{fault:?}: the slot never came back"
+        );
+        permit.release().await;
+    }
+}

@@ -40,6 +40,8 @@ pub mod backend;
 #[cfg(feature = "tokio")]
 pub mod deadline;
 pub mod key;
+#[cfg(feature = "tokio")]
+pub mod lease;
 mod problem;
 pub mod redis_key;
 pub mod responder;

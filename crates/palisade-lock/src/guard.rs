@@ -67,7 +67,7 @@ impl LockGuard {
     ) -> LockGuard {
         let lost = CancellationToken::new();
         let watchdog = watchdog.then(|| {
-            let lease = Lease { ttl, sent_at };
+            let lease = Lease::new(ttl, sent_at);
             tokio::spawn(keep_alive(
                 held.clone(),
                 lease,
@@ -164,25 +164,8 @@ impl Drop for LockGuard {
     }
 }
 
-/// The margin by which a holder gives its lease up early: 1 % of the TTL plus 2 ms, for the
-/// difference in clock rates between this process and the server (Redlock's drift term).
-pub fn safety_margin(ttl: Duration) -> Duration {
-    ttl / 100 + Duration::from_millis(2)
-}
-
-/// A lease: `ttl` from when the call that granted or extended it was sent.
-#[derive(Debug, Clone, Copy)]
-struct Lease {
-    ttl: Duration,
-    sent_at: Instant,
-}
-
-impl Lease {
-    /// When the holder must consider the lock gone: a pure function of the lease.
-    fn lost_at(self) -> Instant {
-        self.sent_at + self.ttl.saturating_sub(safety_margin(self.ttl))
-    }
-}
+use palisade_core::lease::Lease;
+pub use palisade_core::lease::safety_margin;
 
 // Extends every ttl/3. The lock is lost when an extension says so, or when the lease counted
 // from the send time of the last success runs out — even while an extension is still pending.
@@ -200,7 +183,7 @@ async fn keep_alive(held: Arc<dyn Held>, mut lease: Lease, lost: CancellationTok
             _ = tokio::time::sleep_until(lease.lost_at()) => break,
         };
         match outcome {
-            Ok(true) => lease.sent_at = sent_at,
+            Ok(true) => lease = lease.extended(sent_at),
             Ok(false) => break,
             Err(error) => {
                 tracing::warn!(target: "palisade::lock", lock = %name, %error, "lease extension failed");
