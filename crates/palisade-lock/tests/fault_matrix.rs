@@ -181,7 +181,7 @@ async fn on_majority<T>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redlock_acquire_and_release_with_a_majority_faulted() {
+async fn redlock_acquire_extend_and_release_with_a_majority_faulted() {
     let rigs = vec![
         FaultRig::start().await,
         FaultRig::start().await,
@@ -216,6 +216,15 @@ async fn redlock_acquire_and_release_with_a_majority_faulted() {
             eventually(ORPHAN_BOUND, || can_take(&observer, &name)).await,
             "{fault:?}: a partial lock is orphaned on a majority"
         );
+
+        let name = format!("redlock-extend-{i}");
+        let guard = take(&short, &name).await;
+        let (_, took) = on_majority(&rigs, fault, guard.extend()).await;
+        assert!(took < ANSWERED * 2, "{fault:?}: extend took {took:?}");
+        if !guard.is_lost() {
+            assert!(!can_take(&observer, &name).await, "{fault:?}: a second holder");
+        }
+        let _ = guard.release().await;
 
         let name = format!("redlock-release-{i}");
         let guard = take(&short, &name).await;
