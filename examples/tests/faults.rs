@@ -237,6 +237,15 @@ async fn bad_input_is_problem_json() {
     send(Method::DELETE, &app.url("/health"), &[], "")
         .await
         .assert_problem(405);
+    // Over-long targets and header blocks: problem+json too.
+    let long = format!("/orders/o-1/charges?pad={}", "x".repeat(9000));
+    send(Method::GET, &app.url(&long), &[], "")
+        .await
+        .assert_problem(414);
+    let big = "v".repeat(17 * 1024);
+    send(Method::GET, &app.url("/health"), &[("x-big", &big)], "")
+        .await
+        .assert_problem(431);
     // Only the configured keys: rotating made-up keys escapes no limit.
     pay(&app, "o-2", "made-up", "x", BODY, 0)
         .await

@@ -222,7 +222,10 @@ async fn redlock_acquire_extend_and_release_with_a_majority_faulted() {
         let (_, took) = on_majority(&rigs, fault, guard.extend()).await;
         assert!(took < ANSWERED * 2, "{fault:?}: extend took {took:?}");
         if !guard.is_lost() {
-            assert!(!can_take(&observer, &name).await, "{fault:?}: a second holder");
+            assert!(
+                !can_take(&observer, &name).await,
+                "{fault:?}: a second holder"
+            );
         }
         let _ = guard.release().await;
 

@@ -25,7 +25,7 @@ use crate::{
     config::Settings,
     ledger::Ledger,
     problem,
-    serve::read_body_within,
+    serve::{check_head, read_body_within},
     upstream::{self, FakeUpstream, Quotes},
 };
 
@@ -130,6 +130,7 @@ where
             let limits = settings.limits;
             move |request, next| read_body_within(limits, request, next)
         }))
+        .layer(middleware::from_fn(check_head))
 }
 
 async fn require_api_key(

@@ -115,3 +115,15 @@ pub fn method_not_allowed() -> Response {
             .with_detail("This route does not answer that method."),
     )
 }
+
+/// 414 / 431: the request's target or header block is too large.
+pub fn head_too_large(status: StatusCode, detail: &str) -> Response {
+    respond(
+        ProblemDetails::new(status)
+            .with_type(
+                "https://palisade.rs/problems/request-head-too-large",
+                "Request head too large",
+            )
+            .with_detail(detail),
+    )
+}

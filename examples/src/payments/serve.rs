@@ -73,6 +73,9 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // Above `check_head`'s limits, so it answers with problem+json; only heads beyond these
+        // get hyper's own bare 431.
+        .max_headers(4 * MAX_HEADERS)
         .keep_alive(true);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -128,6 +131,40 @@ fn connection_service(
         request.extensions_mut().insert(PeerAddr(peer));
         app.clone().oneshot(request.map(Body::new))
     })
+}
+
+/// The longest request target answered (longer: 414).
+pub const MAX_URI: usize = 8 * 1024;
+/// The most header fields answered (more: 431).
+pub const MAX_HEADERS: usize = 100;
+/// The most header bytes answered, names and values (more: 431).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Middleware: refuses an over-long target (414) or header block (431) with problem+json,
+/// before anything else looks at the request.
+pub async fn check_head(request: Request, next: Next) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if target > MAX_URI {
+        return problem::head_too_large(
+            StatusCode::URI_TOO_LONG,
+            &format!("the request target is over {MAX_URI} bytes"),
+        );
+    }
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return problem::head_too_large(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!("at most {MAX_HEADERS} header fields and {MAX_HEADER_BYTES} bytes"),
+        );
+    }
+    next.run(request).await
 }
 
 /// Middleware: reads the whole request body within `limits.body_timeout` and up to
