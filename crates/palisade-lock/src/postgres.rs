@@ -233,6 +233,11 @@ impl PgAdvisoryLock {
     }
 
     /// Issues fencing tokens from `palisade_lock_fences` (run [`migrate`](Self::migrate)).
+    ///
+    /// A token is `max(last token + 1, the server's clock in µs)`, as on Redis: strictly
+    /// increasing per name, and still above every earlier one after its row is gone — so rows
+    /// of names no longer locked may be deleted at any time (`DELETE FROM palisade_lock_fences
+    /// WHERE …`); nothing grows without bound with per-order lock names.
     pub fn with_fencing(mut self) -> Self {
         self.fencing = true;
         self
@@ -335,8 +340,11 @@ impl PgAdvisoryLock {
             let fence: i64 = bounded(
                 deadline,
                 sqlx::query_scalar(
-                    "INSERT INTO palisade_lock_fences (name, fence) VALUES ($1, 1) \
-                     ON CONFLICT (name) DO UPDATE SET fence = palisade_lock_fences.fence + 1 \
+                    "INSERT INTO palisade_lock_fences (name, fence) \
+                     VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) \
+                     ON CONFLICT (name) DO UPDATE SET fence = GREATEST( \
+                       palisade_lock_fences.fence + 1, \
+                       (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) \
                      RETURNING fence",
                 )
                 .bind(format!("{}:{name}", self.namespace))

@@ -261,3 +261,29 @@ async fn a_black_holed_connection_is_lost_within_its_deadline() {
     taker.release().await.unwrap();
     proxy.set(FaultMode::Pass);
 }
+
+/// Fence rows may be pruned: a token issued after its row is gone is still above every earlier
+/// one (tokens are seeded by the server clock), so per-name rows need not live forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_rows_can_be_pruned() {
+    let pg = TestPostgres::connect().await;
+    let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema).with_fencing();
+    locks.migrate().await.unwrap();
+    let first = locks.try_acquire("order-7").await.unwrap().unwrap();
+    let a = first.fencing_token().unwrap();
+    first.release().await.unwrap();
+    let second = locks.try_acquire("order-7").await.unwrap().unwrap();
+    let b = second.fencing_token().unwrap();
+    second.release().await.unwrap();
+    assert!(b > a);
+    sqlx::query("DELETE FROM palisade_lock_fences")
+        .execute(&pg.pool)
+        .await
+        .unwrap();
+    let third = locks.try_acquire("order-7").await.unwrap().unwrap();
+    assert!(
+        third.fencing_token().unwrap() > b,
+        "a token below one already issued"
+    );
+    third.release().await.unwrap();
+}
