@@ -45,7 +45,9 @@
 //! | [`lock_xact`] | `postgres` | — | — | released at commit / rollback |
 //!
 //! Every guard is a [`LockGuard`]: a mandatory lease, a **watchdog** extending it every TTL/3,
-//! a **lost** signal when an extension finds the lock gone, and release on drop. The scoped
+//! a **lost** signal — as soon as the lease, counted from the send time of the last successful
+//! extension, has run out (before the server can grant it to anyone else), or when an
+//! extension finds the lock gone — and release on drop. The scoped
 //! form [`Locker::run`] cancels the protected work when the lock is lost;
 //! [`Locker::acquire_all`] takes several locks in sorted order (no deadlock).
 //!
@@ -56,6 +58,16 @@
 //! someone else now holds — no lock service can stop that. Make the resource check the
 //! holder's **fencing token** ([`fencing`]): a write with an older token than one already
 //! accepted is refused.
+//!
+//! # Faults: what remains possible
+//!
+//! Every backend call has a deadline (a request's [`Deadline`](palisade_core::deadline::Deadline)
+//! too, in [`LockLayer`]). A timeout is an unknown outcome: an acquisition whose reply was lost
+//! — timed out, or its caller dropped mid-call — is undone in the background with the owner
+//! token (owner-checked, so it never frees someone else's lock); if that undo cannot get through
+//! either, the lock is free when its TTL ends. A release that does not get through leaves the
+//! lock to its TTL. A PostgreSQL connection whose acquisition did not complete is closed, never
+//! pooled. `TESTING.md` lists each operation under each fault and what is guaranteed.
 //!
 //! # Metrics
 //! `palisade_lock_held` (gauge), `palisade_lock_lost_total`,
