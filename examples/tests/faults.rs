@@ -344,3 +344,28 @@ async fn a_stalled_backend_is_answered_within_the_request_budget() {
     }
     proxy.set(FaultMode::Pass);
 }
+
+/// Regression: a client hanging up mid-payment left the order's critical-section mark behind,
+/// and every later payment on that order logged a false overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_leaves_no_mark() {
+    let node = RedisNode::start();
+    let app = Instance::start(&[("REDIS_URL", node.url())]).await;
+    // Hang up 300 ms into a payment that works for 1 s inside the order's lock.
+    let hung_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        pay(&app, "o-hang", "k", "first", BODY, 1000),
+    )
+    .await;
+    assert!(hung_up.is_err(), "the client hung up mid-payment");
+    // The next payment on the order (once the lock is free) sees no one inside.
+    let next = pay_until_created(
+        &[app.base.clone()],
+        "o-hang",
+        "second",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert!(next >= 1);
+    assert_eq!(charges(&app, "o-hang").await["overlaps"], 0);
+}

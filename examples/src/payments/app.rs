@@ -313,7 +313,11 @@ async fn create_payment<LG: Ledger>(
         }
         // Keyed by the idempotency record: a re-run finds this charge instead of adding one.
         let append = shared.ledger.append(&order_id, record.id(), amount_cents);
-        Deadline::bound(deadline, append).await
+        let seq = Deadline::bound(deadline, append).await;
+        // Cleared before the answer (and so before the lock is released): the next payment
+        // on this order must find no one inside.
+        mark.leave(deadline).await;
+        seq
     }
     .await;
     match outcome {
@@ -336,6 +340,19 @@ struct Mark<LG: Ledger> {
     ledger: LG,
     order: String,
     token: String,
+}
+
+impl<LG: Ledger> Mark<LG> {
+    /// Clears the mark now, within the request's deadline (else in the background on drop).
+    async fn leave(mut self, deadline: Option<Deadline>) {
+        if self.order.is_empty() {
+            return;
+        }
+        let leave = self.ledger.leave(&self.order, &self.token);
+        if Deadline::bound(deadline, leave).await.is_ok() {
+            self.order.clear();
+        }
+    }
 }
 
 impl<LG: Ledger> Drop for Mark<LG> {
