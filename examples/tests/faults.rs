@@ -360,7 +360,7 @@ async fn a_client_hanging_up_leaves_no_mark() {
     assert!(hung_up.is_err(), "the client hung up mid-payment");
     // The next payment on the order (once the lock is free) sees no one inside.
     let next = pay_until_created(
-        &[app.base.clone()],
+        std::slice::from_ref(&app.base),
         "o-hang",
         "second",
         Duration::from_secs(15),

@@ -132,7 +132,7 @@ async fn none_held(pg: &TestPostgres, locks: &PgAdvisoryLock, name: &str) -> boo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_acquire_and_release_under_every_network_fault() {
+async fn postgres_acquire_extend_and_release_under_every_network_fault() {
     let pg = TestPostgres::connect().await;
     let rig = FaultRig::in_front_of(pg.server_addr().await).await;
     let (locks, observer) = postgres_locks(&rig, &pg).await;
@@ -155,6 +155,20 @@ async fn postgres_acquire_and_release_under_every_network_fault() {
             "{fault:?}: a cancelled or failed waiter holds the lock"
         );
         assert!(eventually(ORPHAN_BOUND, || can_take(&locks, "after")).await);
+
+        // Extend (the watchdog's ping): while the guard is not lost, nobody else holds it.
+        let name = format!("pg-extend-{i}");
+        let guard = take(&locks, &name).await;
+        let (_, took) = rig.inject(fault, guard.extend()).await;
+        assert!(took < ANSWERED, "{fault:?}: extend took {took:?}");
+        if !guard.is_lost() {
+            assert!(
+                !can_take(&observer, &name).await,
+                "{fault:?}: a second holder"
+            );
+        }
+        let _ = guard.release().await;
+        assert!(eventually(ORPHAN_BOUND, || can_take(&observer, &name)).await);
 
         // Release.
         let name = format!("pg-release-{i}");
