@@ -218,6 +218,10 @@ pub struct KeyedBreaker<S, K, C, O> {
     on_open: O,
 }
 
+impl<S, K, C, O> KeyedBreaker<S, K, C, O> {
+    palisade_core::inner_service_accessors!(S);
+}
+
 impl<S, K, C, O, B> Service<http::Request<B>> for KeyedBreaker<S, K, C, O>
 where
     S: Service<http::Request<B>>,

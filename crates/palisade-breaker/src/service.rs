@@ -16,20 +16,7 @@ pub struct Breaker<S, C, O> {
 }
 
 impl<S, C, O> Breaker<S, C, O> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    palisade_core::inner_service_accessors!(S);
 }
 
 impl<S, C, O, Req> Service<Req> for Breaker<S, C, O>

@@ -277,6 +277,10 @@ pub struct Adaptive<S, R> {
     responder: R,
 }
 
+impl<S, R> Adaptive<S, R> {
+    palisade_core::inner_service_accessors!(S);
+}
+
 impl<S, R, ReqB, ResB> Service<Request<ReqB>> for Adaptive<S, R>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,

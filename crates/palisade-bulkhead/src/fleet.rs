@@ -401,6 +401,10 @@ pub struct FleetBulkhead<S, C, R> {
     on_backend_error: palisade_core::OnBackendError,
 }
 
+impl<S, C, R> FleetBulkhead<S, C, R> {
+    palisade_core::inner_service_accessors!(S);
+}
+
 impl<S, C, R, ReqB, ResB> tower_service::Service<http::Request<ReqB>> for FleetBulkhead<S, C, R>
 where
     S: tower_service::Service<http::Request<ReqB>, Response = http::Response<ResB>>

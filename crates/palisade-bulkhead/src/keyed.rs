@@ -191,6 +191,10 @@ pub struct KeyedBulkhead<S, K, R> {
     layer: KeyedBulkheadLayer<K, R>,
 }
 
+impl<S, K, R> KeyedBulkhead<S, K, R> {
+    palisade_core::inner_service_accessors!(S);
+}
+
 impl<S, K, R, ReqB, ResB> Service<Request<ReqB>> for KeyedBulkhead<S, K, R>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,

@@ -123,15 +123,7 @@ impl<S: Clone, R: Clone> Clone for Bulkhead<S, R> {
 }
 
 impl<S, R> Bulkhead<S, R> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
+    palisade_core::inner_service_accessors!(S);
 }
 
 /// The slot this service reserved for its next call.

@@ -111,20 +111,7 @@ pub struct WithDeadline<S> {
 }
 
 impl<S> WithDeadline<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The wrapped service, unwrapped.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_service_accessors!(S);
 }
 
 impl<S, B> Service<http::Request<B>> for WithDeadline<S>

@@ -52,3 +52,41 @@ pub mod token;
 pub use backend::{BackendError, OnBackendError};
 pub use problem::ProblemDetails;
 pub use responder::{ProblemJson, Rejection, Responder};
+
+/// Gives a tower service that wraps `self.inner: $S` the accessors every tower middleware has:
+/// `get_ref`, `get_mut` and `into_inner` (one definition for every palisade service, as
+/// tower-http does). Use inside an `impl` block of the service.
+///
+/// ```
+/// pub struct Logged<S> {
+///     inner: S,
+/// }
+///
+/// impl<S> Logged<S> {
+///     palisade_core::inner_service_accessors!(S);
+/// }
+///
+/// let mut service = Logged { inner: 7 };
+/// *service.get_mut() += 1;
+/// assert_eq!(*service.get_ref(), 8);
+/// assert_eq!(service.into_inner(), 8);
+/// ```
+#[macro_export]
+macro_rules! inner_service_accessors {
+    ($S:ident) => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &$S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut $S {
+            &mut self.inner
+        }
+
+        /// Unwraps the inner service.
+        pub fn into_inner(self) -> $S {
+            self.inner
+        }
+    };
+}

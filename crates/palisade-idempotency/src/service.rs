@@ -47,6 +47,10 @@ pub struct Idempotency<Svc, S, K, R> {
     pub(crate) config: Arc<Config>,
 }
 
+impl<Svc, S, K, R> Idempotency<Svc, S, K, R> {
+    palisade_core::inner_service_accessors!(Svc);
+}
+
 impl<Svc: fmt::Debug, S: fmt::Debug, K, R> fmt::Debug for Idempotency<Svc, S, K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Idempotency")

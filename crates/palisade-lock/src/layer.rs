@@ -185,6 +185,10 @@ pub struct LockService<S, L, K, R> {
     config: Config,
 }
 
+impl<S, L, K, R> LockService<S, L, K, R> {
+    palisade_core::inner_service_accessors!(S);
+}
+
 impl<S: fmt::Debug, L: fmt::Debug, K, R> fmt::Debug for LockService<S, L, K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockService")

@@ -36,20 +36,7 @@ pub struct RateLimit<S, St, K, P, R> {
 }
 
 impl<S, St, K, P, R> RateLimit<S, St, K, P, R> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    palisade_core::inner_service_accessors!(S);
 }
 
 impl<S: Clone, St, K, P, R: Clone> Clone for RateLimit<S, St, K, P, R> {

@@ -111,6 +111,10 @@ pub struct Retry<S, C> {
     events: broadcast::Sender<RetryEvent>,
 }
 
+impl<S, C> Retry<S, C> {
+    palisade_core::inner_service_accessors!(S);
+}
+
 /// Whether a request may be sent more than once by default.
 pub fn is_idempotent<B>(req: &Request<B>) -> bool {
     matches!(
