@@ -36,12 +36,7 @@ impl<B, E> Classify<http::Response<B>, E> for GrpcFailures {
         match result {
             Err(_) => Outcome::Failure,
             Ok(response) if response.status().is_server_error() => Outcome::Failure,
-            Ok(response) => match response
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok())
-            {
+            Ok(response) => match palisade_core::wire::grpc_status(response.headers()) {
                 // UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE
                 Some(2 | 4 | 13 | 14) => Outcome::Failure,
                 _ => Outcome::Success,

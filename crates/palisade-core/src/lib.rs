@@ -10,6 +10,7 @@
 //!   by a timeout;
 //! - [`OnBackendError`]: fail open or fail closed when the backend cannot decide;
 //! - [`token`]: owner tokens for claims and locks;
+//! - [`wire`]: `Retry-After`, `grpc-status` and `grpc-retry-pushback-ms`, read and written here;
 //! - `deadline` (feature `tokio`): one deadline per request, carried through the layers;
 //! - [`responder`]: rejections as typed values, rendered as RFC 9457 problem+json or (feature
 //!   `grpc`) as `tonic::Status`.
@@ -48,6 +49,7 @@ pub mod responder;
 #[cfg(feature = "redis")]
 pub mod script;
 pub mod token;
+pub mod wire;
 
 pub use backend::{BackendError, OnBackendError};
 pub use problem::ProblemDetails;

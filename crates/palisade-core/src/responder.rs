@@ -76,17 +76,7 @@ pub trait Responder<B>: Clone + Send + Sync + 'static {
     fn respond<R: Rejection>(&self, rejection: &R) -> http::Response<B>;
 }
 
-/// `Retry-After` in whole seconds, rounded **up** and never 0 for a positive wait: a client told
-/// "0" retries at once and is rejected again.
-pub fn retry_after_seconds(wait: Duration) -> u64 {
-    let secs = wait.as_secs();
-    if wait.subsec_nanos() > 0 {
-        secs + 1
-    } else {
-        secs
-    }
-    .max(1)
-}
+pub use crate::wire::retry_after_seconds;
 
 /// RFC 9457 `application/problem+json` responses: the default responder.
 #[derive(Debug, Clone, Copy, Default)]
@@ -103,7 +93,7 @@ impl<B: From<Bytes>> Responder<B> for ProblemJson {
             HeaderValue::from_static("application/problem+json"),
         );
         if let Some(wait) = rejection.retry_after() {
-            headers.insert(header::RETRY_AFTER, retry_after_seconds(wait).into());
+            headers.insert(header::RETRY_AFTER, crate::wire::retry_after_value(wait));
         }
         rejection.add_headers(headers);
         response.extensions_mut().insert(Rejected);
@@ -122,13 +112,13 @@ impl<B: Default> Responder<B> for Grpc {
     fn respond<R: Rejection>(&self, rejection: &R) -> http::Response<B> {
         let code = tonic::Code::from_i32(rejection.grpc_code().as_i32());
         let mut status = tonic::Status::new(code, rejection.to_string());
-        if let Some(wait) = rejection.retry_after() {
-            let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-            if let Ok(value) = millis.to_string().parse() {
-                status
-                    .metadata_mut()
-                    .insert("grpc-retry-pushback-ms", value);
-            }
+        if let Some(wait) = rejection.retry_after()
+            && let Ok(value) = crate::wire::pushback_value(wait).to_str()
+            && let Ok(value) = value.parse()
+        {
+            status
+                .metadata_mut()
+                .insert(crate::wire::GRPC_RETRY_PUSHBACK_MS.as_str(), value);
         }
         let mut response = status.into_http::<B>();
         rejection.add_headers(response.headers_mut());

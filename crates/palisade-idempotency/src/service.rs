@@ -20,6 +20,7 @@ use palisade_core::{
     deadline::Deadline,
     key::{KeyExtractor, RequestHead, path::canonical_path},
     responder::{BackendUnavailable, MissingKey},
+    wire::grpc_failed,
 };
 use tokio::time::Instant;
 use tower_service::Service;
@@ -568,12 +569,6 @@ where
         data: data.freeze(),
         trailers,
     }
-}
-
-fn grpc_failed(headers: &HeaderMap) -> bool {
-    headers
-        .get("grpc-status")
-        .is_some_and(|status| status.as_bytes() != b"0")
 }
 
 const NEVER_KEPT: [HeaderName; 11] = [

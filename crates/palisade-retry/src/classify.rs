@@ -1,11 +1,8 @@
 //! Which results are worth another attempt, and when.
 
-use std::{
-    error::Error as StdError,
-    time::{Duration, SystemTime},
-};
+use std::{error::Error as StdError, time::Duration};
 
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use palisade_breaker::CircuitOpen;
 use palisade_core::responder::Rejected;
 use tower::BoxError;
@@ -61,43 +58,7 @@ impl<B> RetryClassify<http::Response<B>> for HttpRetry {
     }
 }
 
-/// What the server said about retrying.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushback {
-    /// Wait this long first.
-    Wait(Duration),
-    /// Do not retry (gRPC: a negative or malformed `grpc-retry-pushback-ms`).
-    DoNotRetry,
-}
-
-/// Reads `grpc-retry-pushback-ms`, then `Retry-After` (delta-seconds or HTTP-date).
-pub fn server_wait(headers: &HeaderMap) -> Option<Pushback> {
-    if let Some(value) = headers.get("grpc-retry-pushback-ms") {
-        return Some(
-            match value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-            {
-                Some(ms) => Pushback::Wait(Duration::from_millis(ms)),
-                None => Pushback::DoNotRetry,
-            },
-        );
-    }
-    let value = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Pushback::Wait(Duration::from_secs(seconds)));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(Pushback::Wait(
-        date.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    ))
-}
+pub use palisade_core::wire::{Pushback, server_wait};
 
 /// Connection failures and timeouts, anywhere in the error's source chain; never a palisade
 /// refusal.
@@ -165,7 +126,8 @@ mod tests {
             HttpRetry.classify(&Ok(response(429, &[("retry-after", "3")]))),
             RetryDecision::Retry(Some(Duration::from_secs(3)))
         );
-        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        let later =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
         match HttpRetry.classify(&Ok(response(503, &[("retry-after", &later)]))) {
             RetryDecision::Retry(Some(wait)) => {
                 assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120))
