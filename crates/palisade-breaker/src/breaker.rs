@@ -350,7 +350,11 @@ impl CircuitBreaker {
                 0
             };
             let wait = wait.unwrap_or_else(|| {
-                decide::open_duration(&inner.policy.open_duration, reopenings, jitter_unit(from))
+                decide::open_duration(
+                    &inner.policy.open_duration,
+                    reopenings,
+                    palisade_core::random::unit(),
+                )
             });
             opened_for = wait;
             // Published before the state, so nobody sees `Open` with a stale deadline.
@@ -672,20 +676,8 @@ impl fmt::Debug for Permit {
     }
 }
 
-/// A random-enough identifier for this process's fleet lease.
+/// A random identifier for this process's fleet lease.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn instance_id() -> u64 {
-    (jitter_unit(std::process::id() as u64) * (1u64 << 53) as f64) as u64
-}
-
-/// A number in [0, 1) that differs between transitions, for open-duration jitter.
-fn jitter_unit(seed: u64) -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
-    let mut z = seed ^ nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
+    palisade_core::random::u64()
 }

@@ -95,9 +95,6 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
     }
 
     fn build(client: C, keys: RedisKeyBuilder, name: &str, capacity: u32) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
         FleetSemaphore {
             inner: Arc::new(Inner {
                 client,
@@ -106,7 +103,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
                 capacity,
                 lease: Duration::from_secs(30),
                 timeout: Duration::from_millis(50),
-                instance: nanos ^ (u64::from(std::process::id()) << 32),
+                instance: palisade_core::random::u64(),
                 next: AtomicU64::new(0),
             }),
         }

@@ -9,7 +9,8 @@
 //! - [`script`] (feature `redis`): one `EVALSHA` per decision, reloaded on `NOSCRIPT`, bounded
 //!   by a timeout;
 //! - [`OnBackendError`]: fail open or fail closed when the backend cannot decide;
-//! - [`token`]: owner tokens for claims and locks;
+//! - [`token`]: owner tokens for claims and locks; [`random`]: the one random source;
+//! - [`backoff`]: jittered backoff (full, equal, decorrelated, constant), pure;
 //! - [`wire`]: `Retry-After`, `grpc-status` and `grpc-retry-pushback-ms`, read and written here;
 //! - `deadline` (feature `tokio`): one deadline per request, carried through the layers;
 //! - [`responder`]: rejections as typed values, rendered as RFC 9457 problem+json or (feature
@@ -38,12 +39,14 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod backoff;
 #[cfg(feature = "tokio")]
 pub mod deadline;
 pub mod key;
 #[cfg(feature = "tokio")]
 pub mod lease;
 mod problem;
+pub mod random;
 pub mod redis_key;
 pub mod responder;
 #[cfg(feature = "redis")]

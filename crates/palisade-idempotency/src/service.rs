@@ -17,8 +17,10 @@ use http_body_util::{BodyExt, Either, Full};
 use palisade_core::{
     Responder,
     backend::Undo,
+    backoff::{self, Jitter},
     deadline::Deadline,
     key::{KeyExtractor, RequestHead, path::canonical_path},
+    random,
     responder::{BackendUnavailable, MissingKey},
     wire::grpc_failed,
 };
@@ -165,6 +167,8 @@ where
         let owner = Owner::unique();
 
         let started = Instant::now();
+        // Waits for an in-flight duplicate: equal jitter, 10 ms doubling to 250 ms.
+        let mut waits = 0;
         let mut pause = Duration::from_millis(10);
         loop {
             // Armed until the claim's answer is known: a timeout, or this request dropped while
@@ -190,7 +194,15 @@ where
                         {
                             let nap = pause.min(max - waited).min(lease_left);
                             tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
-                            pause = (pause * 2).min(Duration::from_millis(250));
+                            waits += 1;
+                            pause = backoff::delay(
+                                Jitter::Equal,
+                                Duration::from_millis(10),
+                                Duration::from_millis(250),
+                                waits,
+                                pause,
+                                random::unit(),
+                            );
                         }
                         _ => {
                             return Ok(self.refuse(IdempotencyRejection::InFlight {
@@ -481,10 +493,13 @@ async fn retry_complete<S: IdempotencyStore>(
     within: Duration,
 ) {
     let deadline = Instant::now() + within;
+    let mut tries = 0;
     let mut pause = Duration::from_millis(50);
     while Instant::now() + pause < deadline {
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
+        tries += 1;
+        let (base, cap) = (Duration::from_millis(50), Duration::from_secs(2));
+        pause = backoff::delay(Jitter::Equal, base, cap, tries, pause, random::unit());
         match store
             .complete(&record, &owner, response.clone(), retention)
             .await

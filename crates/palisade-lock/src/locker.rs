@@ -2,6 +2,10 @@
 
 use std::{future::Future, time::Duration};
 
+use palisade_core::{
+    backoff::{self, Jitter},
+    random,
+};
 use tokio::time::Instant;
 
 use crate::{HeldLock, LockError, LockGuard};
@@ -27,7 +31,7 @@ pub trait Locker: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<LockGuard, LockError>> + Send {
         async move {
             let started = Instant::now();
-            let mut ceiling = Duration::from_millis(5);
+            let mut retry = 0;
             loop {
                 if let Some(guard) = self.try_acquire(name).await? {
                     return Ok(guard);
@@ -39,10 +43,18 @@ pub trait Locker: Clone + Send + Sync + 'static {
                         waited,
                     });
                 }
-                // Full jitter: uniform in (0, ceiling], never past the deadline.
-                let pause = ceiling.mul_f64(random_unit().max(0.05)).min(wait - waited);
-                tokio::time::sleep(pause).await;
-                ceiling = (ceiling * 2).min(Duration::from_millis(200));
+                // Full jitter, 5 ms doubling to 200 ms (at least 5 % of the ceiling), never past
+                // the deadline.
+                let pause = backoff::delay(
+                    Jitter::Full,
+                    Duration::from_millis(5),
+                    Duration::from_millis(200),
+                    retry,
+                    Duration::ZERO,
+                    random::unit().max(0.05),
+                );
+                tokio::time::sleep(pause.min(wait - waited)).await;
+                retry += 1;
             }
         }
     }
@@ -128,12 +140,6 @@ pub trait Locker: Clone + Send + Sync + 'static {
             Ok(guards)
         }
     }
-}
-
-/// A uniform random number in [0, 1).
-pub(crate) fn random_unit() -> f64 {
-    let bits = uuid::Uuid::new_v4().as_u128() as u64;
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// An owner token unique across processes.

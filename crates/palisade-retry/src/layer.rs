@@ -16,8 +16,7 @@ use tower::{BoxError, Service, ServiceExt};
 use tower_layer::Layer;
 
 use crate::{
-    AttemptTimedOut, RetryBudget, RetryPolicy,
-    backoff::{self, unit},
+    AttemptTimedOut, RetryBudget, RetryPolicy, backoff,
     body::{Buffered, ReplayBody, buffer},
     classify::{HttpRetry, RetryClassify, RetryDecision},
 };
@@ -201,7 +200,7 @@ where
                         policy.cap,
                         attempts - 1,
                         previous_wait,
-                        unit(u64::from(attempts)),
+                        palisade_core::random::unit(),
                     ),
                 };
                 if deadline.is_some_and(|d| Instant::now() + wait >= d) {

@@ -46,7 +46,7 @@
 //! the attempt number, delay and reason; [`RetryLayer::subscribe`] for retries as values.
 #![warn(missing_docs)]
 
-pub mod backoff;
+pub use palisade_core::backoff;
 mod body;
 mod budget;
 pub mod classify;

@@ -1,4 +1,5 @@
-//! Backoff between attempts: pure functions of the attempt number and a random unit.
+//! Backoff between attempts: pure functions of the attempt number and a random unit (draw it
+//! with [`crate::random::unit`]). Used by retries, lock waits and idempotency's waits.
 
 use std::time::Duration;
 
@@ -46,18 +47,6 @@ pub fn delay(
         Jitter::Constant => base.as_secs_f64().min(cap.as_secs_f64()),
     };
     Duration::from_secs_f64(secs.max(0.0))
-}
-
-/// A uniform number in [0, 1) from a cheap generator seeded per call (no RNG dependency).
-pub(crate) fn unit(seed: u64) -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut z = seed.wrapping_add(nanos).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
