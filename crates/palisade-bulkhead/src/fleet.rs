@@ -191,10 +191,10 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
         // Armed until the reply is known: the script may run after a timeout, or after this
         // future is dropped, taking a slot nobody renews or releases. Released by its id (a
         // no-op if it never landed; the id is ours alone).
-        let undo = Undo::new("bulkhead", {
+        let undo = Undo::new("bulkhead", || {
             let (semaphore, id) = (self.clone(), id.clone());
             let within = compensation_timeout(self.inner.timeout);
-            move || async move { semaphore.run_within("release", &id, within).await }
+            async move { semaphore.run_within("release", &id, within).await }
         });
         let sent_at = Instant::now();
         let (granted, wait) = undo.settle(self.run("acquire", &id).await)?;

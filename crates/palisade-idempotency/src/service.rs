@@ -174,10 +174,11 @@ where
             // Armed until the claim's answer is known: a timeout, or this request dropped while
             // the claim is in flight, may leave a claim nobody holds — released with the owner
             // token only we know, so a retry is not refused for a whole lease.
-            let undo = Undo::new("idempotency", {
-                let (store, record, owner) = (self.store.clone(), record.clone(), owner.clone());
-                let retention = config.retention;
-                move || async move { store.release_late_claim(&record, &owner, retention).await }
+            // The closure borrows and clones only if it fires: nothing allocated per request.
+            let (store, retention) = (&self.store, config.retention);
+            let undo = Undo::new("idempotency", || {
+                let (store, record, owner) = (store.clone(), record.clone(), owner.clone());
+                async move { store.release_late_claim(&record, &owner, retention).await }
             });
             let claim = self
                 .store
@@ -323,11 +324,7 @@ where
     if head.status.is_server_error() || grpc_failed(&head.headers) {
         // A failure the handler did not declare harmless: its effect may have happened.
         count("not_stored");
-        if head.extensions.get::<NotApplied>().is_some() {
-            guard.release().await;
-        } else {
-            guard.unknown().await;
-        }
+        guard.failed(&head.extensions).await;
         return Response::from_parts(head, IdempotencyBody::streaming(body));
     }
     if head.status.is_client_error() && !config.store_client_errors {
@@ -339,11 +336,7 @@ where
         Collected::Whole { data, trailers } => {
             if trailers.as_ref().is_some_and(grpc_failed) {
                 count("not_stored");
-                if head.extensions.get::<NotApplied>().is_some() {
-                    guard.release().await;
-                } else {
-                    guard.unknown().await;
-                }
+                guard.failed(&head.extensions).await;
             } else {
                 let stored = StoredResponse {
                     status: head.status,
@@ -436,6 +429,16 @@ impl<S: IdempotencyStore> ClaimGuard<S> {
                 let mut task = tokio::spawn(release);
                 let _ = tokio::time::timeout_at(deadline.at(), &mut task).await;
             }
+        }
+    }
+
+    // A failed answer (5xx, failed gRPC status): released if the handler marked it
+    // `NotApplied`, else an unknown outcome.
+    async fn failed(self, response: &http::Extensions) {
+        if response.get::<NotApplied>().is_some() {
+            self.release().await;
+        } else {
+            self.unknown().await;
         }
     }
 

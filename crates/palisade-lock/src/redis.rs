@@ -212,9 +212,10 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
         // Armed until the reply is known: a timeout, or this future dropped while the script
         // is in flight, may leave an ownerless lock for a whole TTL — undone with our token
         // (owner-checked: nobody else's lock is touched).
-        let undo = Undo::new("lock", {
+        // The closure borrows; it clones only if it fires (nothing allocated on the hot path).
+        let undo = Undo::new("lock", || {
             let (lock, key, token) = (self.clone(), key.clone(), token.clone());
-            move || async move {
+            async move {
                 let inner = &lock.inner;
                 RELEASE
                     .invoke::<_, i64, _, _>(

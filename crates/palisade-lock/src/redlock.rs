@@ -242,9 +242,9 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for Redlock<C> {
         // this future was dropped mid-call): if it is not granted, it is released everywhere
         // in the background too, with the owner token and a compensation deadline — a slow
         // node otherwise keeps a partial lock for the TTL.
-        let undo = Undo::new("lock", {
+        let undo = Undo::new("lock", || {
             let (lock, key, token) = (self.clone(), key.clone(), token.clone());
-            move || async move {
+            async move {
                 let inner = &lock.inner;
                 let within = compensation_timeout(inner.node_timeout);
                 let args = vec![Value::from(token.as_str())];
