@@ -134,13 +134,52 @@ async fn renew_under_every_fault() {
     for (i, fault) in Fault::matrix().into_iter().enumerate() {
         let key = RecordKey::message("renew", &i.to_string());
         let owner = Owner::unique();
-        claim_ok(&store, &key, &owner, LEASE).await;
-        let (_, took) = rig.inject(fault, store.renew(&key, &owner, LEASE)).await;
+        claim_ok(&store, &key, &owner, SHORT_LEASE).await;
+        let (_, took) = rig
+            .inject(fault, store.renew(&key, &owner, SHORT_LEASE))
+            .await;
         assert!(took < ANSWERED, "{fault:?}: renew took {took:?}");
-        // Renewed or not, the claim is still live: no second execution.
+        // Renewed or not (a late renewal included), the claim is still the owner's: its next
+        // renewal succeeds, and meanwhile a retry is refused, never run.
+        assert!(
+            eventually(BOUND, || async {
+                store.renew(&key, &owner, SHORT_LEASE).await == Ok(true)
+            })
+            .await,
+            "{fault:?}: the owner lost its claim"
+        );
         assert!(
             matches!(retry_finds(&observer, &key).await, Claim::InFlight { .. }),
             "{fault:?}: a second execution"
+        );
+    }
+}
+
+/// A failed attempt recorded under every fault (the consumer dedup's path): released for a
+/// retry within the bound (recorded, or the lease ran out), never retired early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_under_every_fault() {
+    let rig = FaultRig::start().await;
+    let (store, observer) = stores(&rig).await;
+    for (i, fault) in Fault::matrix().into_iter().enumerate() {
+        let key = RecordKey::message("fail", &i.to_string());
+        let owner = Owner::unique();
+        claim_ok(&store, &key, &owner, SHORT_LEASE).await;
+        let dead = Bytes::from_static(b"dead");
+        let (_, took) = rig
+            .inject(fault, store.fail(&key, &owner, 3, dead, RETENTION))
+            .await;
+        assert!(took < ANSWERED, "{fault:?}: fail took {took:?}");
+        assert!(
+            eventually(BOUND, || async {
+                match retry_finds(&observer, &key).await {
+                    Claim::Acquired => true,
+                    Claim::Completed(_) => panic!("{fault:?}: retired after one failure"),
+                    _ => false,
+                }
+            })
+            .await,
+            "{fault:?}: the message stays blocked"
         );
     }
 }
