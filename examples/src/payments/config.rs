@@ -66,8 +66,8 @@ pub struct QuoteRoute {
 /// [[payments.ip_rate_limit.limits]]
 /// name = "per-client-ip"
 /// algorithm = "token_bucket"
-/// capacity = 1000
-/// refill_per_second = 500
+/// capacity = 5000
+/// refill_per_second = 2000
 /// [payments.rate_limit]             # a palisade rate-limit policy
 /// name = "payments"
 /// on_backend_error = "fail_open"
@@ -176,7 +176,7 @@ impl Settings {
         let ip_rate_limit = match (file.payments.ip_rate_limit, ip_capacity, ip_refill) {
             (Some(policy), None, None) => policy,
             (_, capacity, refill) => {
-                let bucket = TokenBucket::new(capacity.unwrap_or(1000), refill.unwrap_or(500.0))
+                let bucket = TokenBucket::new(capacity.unwrap_or(5000), refill.unwrap_or(2000.0))
                     .map_err(|e| format!("ip rate limit: {e}"))?;
                 Policy::builder("payments-ip")
                     .limit("per-client-ip", bucket)
