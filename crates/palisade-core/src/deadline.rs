@@ -78,6 +78,29 @@ impl Deadline {
     }
 }
 
+impl Deadline {
+    /// Runs `work` (a release, a cleanup: something the answer need not wait for beyond the
+    /// budget) until it finishes or the deadline passes; then the rest of it carries on in the
+    /// background on the current tokio runtime. With `None`, `work` is simply awaited. Nothing
+    /// is spawned when `work` finishes in time.
+    pub async fn finish<F>(deadline: Option<Deadline>, work: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Some(deadline) = deadline else {
+            return work.await;
+        };
+        let mut work = Box::pin(work);
+        if tokio::time::timeout_at(deadline.0, &mut work)
+            .await
+            .is_err()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(work);
+        }
+    }
+}
+
 /// Gives every request a [`Deadline`] `budget` from its arrival (keeping an earlier one already
 /// set, say by an outer layer or a gRPC `grpc-timeout` reader).
 #[derive(Debug, Clone, Copy)]
@@ -131,5 +154,49 @@ where
         let deadline = Deadline::of(&request).map_or(mine, |earlier| earlier.min(mine));
         request.extensions_mut().insert(deadline);
         self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn finish_returns_at_the_deadline_and_the_work_carries_on() {
+        let done = Arc::new(AtomicBool::new(false));
+        let work = {
+            let done = done.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                done.store(true, Ordering::SeqCst);
+            }
+        };
+        let started = Instant::now();
+        Deadline::finish(Some(Deadline::after(Duration::from_secs(1))), work).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert!(!done.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            done.load(Ordering::SeqCst),
+            "the rest ran in the background"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bound_cuts_a_call_at_the_deadline() {
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, BackendError>(())
+        };
+        let deadline = Some(Deadline::after(Duration::from_millis(300)));
+        assert!(matches!(
+            Deadline::bound(deadline, slow).await,
+            Err(BackendError::Timeout(_))
+        ));
     }
 }

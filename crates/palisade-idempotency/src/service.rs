@@ -422,14 +422,8 @@ impl<S: IdempotencyStore> ClaimGuard<S> {
                 );
             }
         };
-        match self.deadline {
-            None => release.await,
-            // The answer waits no longer than the budget; the release carries on behind it.
-            Some(deadline) => {
-                let mut task = tokio::spawn(release);
-                let _ = tokio::time::timeout_at(deadline.at(), &mut task).await;
-            }
-        }
+        // The answer waits no longer than the budget; the release carries on behind it.
+        Deadline::finish(self.deadline, release).await;
     }
 
     // A failed answer (5xx, failed gRPC status): released if the handler marked it

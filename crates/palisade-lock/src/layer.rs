@@ -273,14 +273,8 @@ where
                     tracing::warn!(target: "palisade::lock", %error, "could not release the request's lock; it expires with its lease");
                 }
             };
-            match deadline {
-                None => release.await,
-                // The answer waits no longer than the budget; the release carries on behind it.
-                Some(d) => {
-                    let mut task = tokio::spawn(release);
-                    let _ = tokio::time::timeout_at(d.at(), &mut task).await;
-                }
-            }
+            // The answer waits no longer than the budget; the release carries on behind it.
+            Deadline::finish(deadline, release).await;
             response
         })
     }
