@@ -276,12 +276,11 @@ impl IdempotencyStore for MemoryStore {
         owner: &Owner,
         retention: Duration,
     ) -> Result<Option<u32>, BackendError> {
-        Ok(self.with_owned(key, owner, |record, now| {
-            record.state = State::Released;
-            record.failures += 1;
-            record.expires_at = now + retention;
-            record.failures
-        }))
+        // A failed attempt with no limit: the same step as `fail`.
+        let failed = self
+            .fail(key, owner, u32::MAX, Bytes::new(), retention)
+            .await?;
+        Ok(failed.map(|f| f.attempts))
     }
 
     async fn fail(

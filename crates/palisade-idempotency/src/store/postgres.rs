@@ -257,29 +257,11 @@ impl IdempotencyStore for PostgresStore {
         owner: &Owner,
         retention: Duration,
     ) -> Result<Option<u32>, BackendError> {
-        let sql = format!(
-            "UPDATE {t} SET state = 'released', owner_token = NULL, response = NULL, \
-               failures = failures + 1, expires_at = now() + make_interval(secs => $3) \
-             WHERE id = $1 AND state = 'processing' AND owner_token = $2 AND expires_at > now() \
-             RETURNING failures",
-            t = self.table
-        );
-        let row = self
-            .bounded(
-                sqlx::query(&sql)
-                    .bind(key.as_str())
-                    .bind(owner.as_str())
-                    .bind(seconds(retention))
-                    .fetch_optional(&self.pool),
-            )
+        // A failed attempt with no limit: the same statement as `fail`.
+        let failed = self
+            .fail(key, owner, u32::MAX, Bytes::new(), retention)
             .await?;
-        match row {
-            Some(row) => {
-                let failures: i32 = row.try_get("failures").map_err(classify)?;
-                Ok(Some(failures.max(0) as u32))
-            }
-            None => Ok(None),
-        }
+        Ok(failed.map(|f| f.attempts))
     }
 
     async fn fail(

@@ -20,8 +20,6 @@ static CLAIM: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../scripts/claim.lua")));
 static COMPLETE: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../scripts/complete.lua")));
-static RELEASE: LazyLock<RedisScript> =
-    LazyLock::new(|| RedisScript::new(include_str!("../scripts/release.lua")));
 static FAIL: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../scripts/fail.lua")));
 static RENEW: LazyLock<RedisScript> =
@@ -133,25 +131,40 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
             .key(&self.inner.namespace, &Key::from(key.as_str()))
     }
 
-    async fn release_within(
+    // A failed attempt, in one script: released, or retired once `max_attempts` is reached.
+    // `release` is the same step with no limit.
+    async fn fail_within(
         &self,
         key: &RecordKey,
         owner: &Owner,
+        max_attempts: u32,
+        dead: Bytes,
         retention: Duration,
         timeout: Duration,
-    ) -> Result<Option<u32>, BackendError> {
-        let failures: i64 = RELEASE
+    ) -> Result<Option<Failed>, BackendError> {
+        let reply: Vec<i64> = FAIL
             .invoke(
                 &self.inner.client,
                 self.redis_key(key),
                 vec![
                     Value::from(owner.as_str()),
                     Value::from(millis(retention) as i64),
+                    Value::from(i64::from(max_attempts)),
+                    Value::Bytes(dead),
                 ],
                 timeout,
             )
             .await?;
-        Ok(u32::try_from(failures).ok())
+        match reply.as_slice() {
+            [failures, _] if *failures < 0 => Ok(None),
+            [failures, retired] => Ok(Some(Failed {
+                attempts: (*failures).clamp(0, i64::from(u32::MAX)) as u32,
+                retired: *retired == 1,
+            })),
+            other => Err(BackendError::Protocol(format!(
+                "unexpected fail reply {other:?}"
+            ))),
+        }
     }
 }
 
@@ -227,8 +240,11 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
         owner: &Owner,
         retention: Duration,
     ) -> Result<Option<u32>, BackendError> {
-        self.release_within(key, owner, retention, self.inner.timeout)
-            .await
+        let timeout = self.inner.timeout;
+        let failed = self
+            .fail_within(key, owner, u32::MAX, Bytes::new(), retention, timeout)
+            .await?;
+        Ok(failed.map(|f| f.attempts))
     }
 
     async fn fail(
@@ -239,29 +255,9 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
         dead: Bytes,
         retention: Duration,
     ) -> Result<Option<Failed>, BackendError> {
-        let reply: Vec<i64> = FAIL
-            .invoke(
-                &self.inner.client,
-                self.redis_key(key),
-                vec![
-                    Value::from(owner.as_str()),
-                    Value::from(millis(retention) as i64),
-                    Value::from(i64::from(max_attempts)),
-                    Value::Bytes(dead),
-                ],
-                self.inner.timeout,
-            )
-            .await?;
-        match reply.as_slice() {
-            [failures, _] if *failures < 0 => Ok(None),
-            [failures, retired] => Ok(Some(Failed {
-                attempts: (*failures).clamp(0, i64::from(u32::MAX)) as u32,
-                retired: *retired == 1,
-            })),
-            other => Err(BackendError::Protocol(format!(
-                "unexpected fail reply {other:?}"
-            ))),
-        }
+        let timeout = self.inner.timeout;
+        self.fail_within(key, owner, max_attempts, dead, retention, timeout)
+            .await
     }
 
     async fn release_late_claim(
@@ -271,7 +267,10 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
         retention: Duration,
     ) -> Result<Option<u32>, BackendError> {
         let timeout = palisade_core::backend::compensation_timeout(self.inner.timeout);
-        self.release_within(key, owner, retention, timeout).await
+        let failed = self
+            .fail_within(key, owner, u32::MAX, Bytes::new(), retention, timeout)
+            .await?;
+        Ok(failed.map(|f| f.attempts))
     }
 
     async fn renew(
