@@ -115,9 +115,12 @@ async fn redis_release_under_every_fault() {
 }
 
 async fn postgres_locks(rig: &FaultRig, pg: &TestPostgres) -> (PgAdvisoryLock, PgAdvisoryLock) {
+    // With fencing: each acquisition under a fault also runs the fence statement.
     let faulty = PgAdvisoryLock::new(pg.pool_via(rig.addr(), 1).await, &pg.schema)
         .with_ping_interval(Duration::from_millis(200))
-        .with_statement_timeout(Duration::from_millis(150));
+        .with_statement_timeout(Duration::from_millis(150))
+        .with_fencing();
+    faulty.migrate().await.unwrap();
     let observer = PgAdvisoryLock::new(pg.another_pool(2).await, &pg.schema);
     (faulty, observer)
 }
@@ -155,6 +158,22 @@ async fn postgres_acquire_extend_and_release_under_every_network_fault() {
             "{fault:?}: a cancelled or failed waiter holds the lock"
         );
         assert!(eventually(ORPHAN_BOUND, || can_take(&locks, "after")).await);
+
+        // An uncontended acquisition (the lock and then the fence statement) under the fault.
+        let name = format!("pg-granted-{i}");
+        let (outcome, took) = rig.inject(fault, locks.try_acquire(&name)).await;
+        assert!(took < ANSWERED, "{fault:?}: acquire took {took:?}");
+        if let Some(Ok(Some(guard))) = outcome {
+            assert!(
+                guard.is_lost() || !can_take(&observer, &name).await,
+                "{fault:?}: a second holder"
+            );
+            let _ = guard.release().await;
+        }
+        assert!(
+            eventually(ORPHAN_BOUND, || can_take(&observer, &name)).await,
+            "{fault:?}: a half-finished acquisition left the lock held"
+        );
 
         // Extend (the watchdog's ping): while the guard is not lost, nobody else holds it.
         let name = format!("pg-extend-{i}");
