@@ -6,8 +6,10 @@ use std::{
     time::Duration,
 };
 
-use fred::interfaces::LuaInterface;
-use palisade_core::{key::Key, redis_key::RedisKeyBuilder, script::RedisScript};
+use palisade_core::{
+    key::Key,
+    redis::{Arg, DECISION_TIMEOUT, RedisBackend, RedisClient, RedisScript},
+};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -37,7 +39,7 @@ static FLEET: LazyLock<RedisScript> =
 /// path — the closed path stays lock-free and local.
 ///
 /// ```no_run
-/// # async fn demo(client: fred::clients::Client) {
+/// # async fn demo(client: impl palisade_core::redis::RedisClient) {
 /// use palisade_breaker::{BreakerPolicy, CircuitBreaker, Fleet};
 ///
 /// let breaker = CircuitBreaker::new(BreakerPolicy::builder("payments-api").build().unwrap());
@@ -46,29 +48,31 @@ static FLEET: LazyLock<RedisScript> =
 /// ```
 #[derive(Debug, Clone)]
 pub struct Fleet<C> {
-    client: C,
-    keys: RedisKeyBuilder,
+    backend: RedisBackend<C>,
     interval: Duration,
-    timeout: Duration,
     lease: Duration,
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> Fleet<C> {
-    /// A fleet on `client`: keys under `palisade`, synced every 250 ms, 50 ms Redis timeout,
-    /// 5 s probe lease.
+impl<C: RedisClient> Fleet<C> {
+    /// A fleet on `client` (any [`RedisClient`]): keys under `palisade`, synced every 250 ms,
+    /// 50 ms Redis timeout ([`DECISION_TIMEOUT`]), 5 s probe lease.
     pub fn new(client: C) -> Self {
         Fleet {
-            client,
-            keys: RedisKeyBuilder::new("breaker"),
+            backend: RedisBackend::new(client, "breaker", DECISION_TIMEOUT),
             interval: Duration::from_millis(250),
-            timeout: Duration::from_millis(50),
             lease: Duration::from_secs(5),
         }
     }
 
     /// Keys under `prefix` instead of `palisade`.
     pub fn with_prefix(mut self, prefix: &str) -> Self {
-        self.keys = self.keys.with_prefix(prefix);
+        self.backend = self.backend.with_prefix(prefix);
+        self
+    }
+
+    /// Bounds each Redis call (default 50 ms).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.backend = self.backend.with_timeout(timeout);
         self
     }
 
@@ -95,7 +99,7 @@ impl CircuitBreaker {
     /// Outside a tokio runtime.
     pub fn join_fleet<C>(&self, fleet: Fleet<C>)
     where
-        C: LuaInterface + Clone + Send + Sync + 'static,
+        C: RedisClient,
     {
         let (outbox, inbox) = mpsc::unbounded_channel();
         let link = FleetLink {
@@ -109,8 +113,8 @@ impl CircuitBreaker {
         }
         let name = Key::from(self.policy().name());
         let keys = Arc::new([
-            fleet.keys.key("open", &name),
-            fleet.keys.key("probe", &name),
+            fleet.backend.key("open", &name),
+            fleet.backend.key("probe", &name),
         ]);
         let id = format!("{:016x}", crate::breaker::instance_id());
         tokio::spawn(sync(self.downgrade(), fleet, keys, id, inbox));
@@ -124,20 +128,13 @@ async fn sync<C>(
     id: String,
     mut inbox: mpsc::UnboundedReceiver<FleetEvent>,
 ) where
-    C: LuaInterface + Clone + Send + Sync + 'static,
+    C: RedisClient,
 {
     let call = |op: &'static str, ms: u64| {
-        let (client, keys, id) = (fleet.client.clone(), keys.clone(), id.clone());
-        let timeout = fleet.timeout;
+        let (backend, keys, id) = (&fleet.backend, keys.clone(), id.as_str());
         async move {
-            let reply: Result<Vec<i64>, _> = FLEET
-                .invoke(
-                    &client,
-                    keys.to_vec(),
-                    vec![op.to_string(), id, ms.to_string()],
-                    timeout,
-                )
-                .await;
+            let args = [Arg::from(op), Arg::from(id), Arg::Int(ms as i64)];
+            let reply: Result<Vec<i64>, _> = backend.run(&FLEET, &keys[..], &args).await;
             match reply {
                 Ok(r) if r.len() == 4 => Some(Reply {
                     now: r[0],

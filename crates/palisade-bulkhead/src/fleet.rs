@@ -9,14 +9,12 @@ use std::{
     time::Duration,
 };
 
-use fred::interfaces::LuaInterface;
-use palisade_core::lease::Lease;
 use palisade_core::{
     BackendError,
     backend::{Undo, compensation_timeout},
     key::Key,
-    redis_key::RedisKeyBuilder,
-    script::RedisScript,
+    lease::Lease,
+    redis::{Arg, DECISION_TIMEOUT, RedisBackend, RedisClient, RedisScript},
 };
 use tokio::{task::JoinHandle, time::Instant};
 
@@ -32,7 +30,7 @@ static SEMAPHORE: LazyLock<RedisScript> =
 /// call is bounded by a timeout.
 ///
 /// ```no_run
-/// # async fn demo(client: fred::clients::Client) -> Result<(), palisade_bulkhead::FleetError> {
+/// # async fn demo(client: impl palisade_core::redis::RedisClient) -> Result<(), palisade_bulkhead::FleetError> {
 /// use palisade_bulkhead::FleetSemaphore;
 ///
 /// let partner = FleetSemaphore::new(client, "partner-api", 20);
@@ -46,12 +44,11 @@ pub struct FleetSemaphore<C> {
 }
 
 struct Inner<C> {
-    client: C,
+    backend: RedisBackend<C>,
     name: String,
     key: String,
     capacity: u32,
     lease: Duration,
-    timeout: Duration,
     instance: u64,
     next: AtomicU64,
 }
@@ -87,22 +84,18 @@ impl<C> fmt::Debug for FleetSemaphore<C> {
     }
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
-    /// At most `capacity` permits named `name` across every instance using the same Redis,
-    /// 30 s leases, 50 ms Redis timeout.
+impl<C: RedisClient> FleetSemaphore<C> {
+    /// At most `capacity` permits named `name` across every instance using the same Redis
+    /// (any [`RedisClient`]), 30 s leases, 50 ms Redis timeout ([`DECISION_TIMEOUT`]).
     pub fn new(client: C, name: &str, capacity: u32) -> Self {
-        Self::build(client, RedisKeyBuilder::new("semaphore"), name, capacity)
-    }
-
-    fn build(client: C, keys: RedisKeyBuilder, name: &str, capacity: u32) -> Self {
+        let backend = RedisBackend::new(client, "semaphore", DECISION_TIMEOUT);
         FleetSemaphore {
             inner: Arc::new(Inner {
-                client,
+                key: backend.key("leases", &Key::from(name)),
+                backend,
                 name: name.to_owned(),
-                key: keys.key("leases", &Key::from(name)),
                 capacity,
                 lease: Duration::from_secs(30),
-                timeout: Duration::from_millis(50),
                 instance: palisade_core::random::u64(),
                 next: AtomicU64::new(0),
             }),
@@ -112,12 +105,11 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
     fn map(self, f: impl FnOnce(&mut Inner<C>)) -> Self {
         let i = &self.inner;
         let mut inner = Inner {
-            client: i.client.clone(),
+            backend: i.backend.clone(),
             name: i.name.clone(),
             key: i.key.clone(),
             capacity: i.capacity,
             lease: i.lease,
-            timeout: i.timeout,
             instance: i.instance,
             next: AtomicU64::new(0),
         };
@@ -130,9 +122,8 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
     /// Keys under `prefix` instead of `palisade`.
     pub fn with_prefix(self, prefix: &str) -> Self {
         self.map(|i| {
-            i.key = RedisKeyBuilder::new("semaphore")
-                .with_prefix(prefix)
-                .key("leases", &Key::from(i.name.as_str()));
+            i.backend = i.backend.clone().with_prefix(prefix);
+            i.key = i.backend.key("leases", &Key::from(i.name.as_str()));
         })
     }
 
@@ -144,11 +135,11 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
 
     /// Bounds every Redis call (default 50 ms).
     pub fn timeout(self, timeout: Duration) -> Self {
-        self.map(|i| i.timeout = timeout)
+        self.map(|i| i.backend = i.backend.clone().with_timeout(timeout))
     }
 
     async fn run(&self, op: &str, id: &str) -> Result<(bool, Duration), BackendError> {
-        self.run_within(op, id, self.inner.timeout).await
+        self.run_within(op, id, self.inner.backend.timeout()).await
     }
 
     async fn run_within(
@@ -158,18 +149,15 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
         timeout: Duration,
     ) -> Result<(bool, Duration), BackendError> {
         let i = &*self.inner;
-        let reply: Vec<i64> = SEMAPHORE
-            .invoke(
-                &i.client,
-                vec![i.key.clone()],
-                vec![
-                    op.to_string(),
-                    id.to_string(),
-                    i.capacity.to_string(),
-                    i.lease.as_millis().to_string(),
-                ],
-                timeout,
-            )
+        let args = [
+            Arg::from(op),
+            Arg::from(id),
+            Arg::from(i.capacity),
+            Arg::Int(i.lease.as_millis() as i64),
+        ];
+        let reply: Vec<i64> = i
+            .backend
+            .run_within(&SEMAPHORE, std::slice::from_ref(&i.key), &args, timeout)
             .await?;
         match reply.as_slice() {
             [granted, _, wait] => Ok((*granted == 1, Duration::from_millis((*wait).max(0) as u64))),
@@ -193,7 +181,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
         // no-op if it never landed; the id is ours alone).
         let undo = Undo::new("bulkhead", || {
             let (semaphore, id) = (self.clone(), id.clone());
-            let within = compensation_timeout(self.inner.timeout);
+            let within = compensation_timeout(self.inner.backend.timeout());
             async move { semaphore.run_within("release", &id, within).await }
         });
         let sent_at = Instant::now();
@@ -247,14 +235,14 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetSemaphore<C> {
 
 /// A fleet-wide slot. Release it with [`release`](Self::release); dropping it stops the
 /// renewal and releases it in the background (or the lease expires).
-pub struct FleetPermit<C: LuaInterface + Clone + Send + Sync + 'static> {
+pub struct FleetPermit<C: RedisClient> {
     semaphore: FleetSemaphore<C>,
     id: String,
     lost: Arc<AtomicBool>,
     renewer: Option<JoinHandle<()>>,
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetPermit<C> {
+impl<C: RedisClient> FleetPermit<C> {
     /// Whether the lease was lost (the instance stalled past it, or Redis forgot it): another
     /// instance may now hold this slot, so work that must stay within the limit should stop.
     pub fn is_lost(&self) -> bool {
@@ -281,7 +269,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetPermit<C> {
     }
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> Drop for FleetPermit<C> {
+impl<C: RedisClient> Drop for FleetPermit<C> {
     fn drop(&mut self) {
         if let Some(renewer) = self.renewer.take() {
             renewer.abort();
@@ -295,7 +283,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Drop for FleetPermit<C> {
     }
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> fmt::Debug for FleetPermit<C> {
+impl<C: RedisClient> fmt::Debug for FleetPermit<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FleetPermit")
             .field("id", &self.id)
@@ -348,7 +336,7 @@ pub struct FleetBulkheadLayer<C, R = palisade_core::ProblemJson> {
     on_backend_error: palisade_core::OnBackendError,
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> FleetBulkheadLayer<C> {
+impl<C: RedisClient> FleetBulkheadLayer<C> {
     /// Limits calls with `semaphore`.
     pub fn new(semaphore: FleetSemaphore<C>) -> Self {
         FleetBulkheadLayer {
@@ -410,7 +398,7 @@ where
         + 'static,
     S::Future: Send,
     S::Error: Send,
-    C: LuaInterface + Clone + Send + Sync + 'static,
+    C: RedisClient,
     R: palisade_core::Responder<ResB>,
     ReqB: Send + 'static,
     ResB: Send + 'static,

@@ -6,8 +6,8 @@
 //!   trait and ready extractors (client IP behind trusted proxies, a header, an authenticated
 //!   principal, the matched route, a closure, combinations);
 //! - [`redis_key`]: Redis key names with Cluster hash tags and hashing of unsafe material;
-//! - [`script`] (feature `redis`): one `EVALSHA` per decision, reloaded on `NOSCRIPT`, bounded
-//!   by a timeout;
+//! - [`redis`] (feature `redis`): the client trait (fred and redis-rs adapters), one `EVALSHA`
+//!   per decision reloaded on `NOSCRIPT`, and the backend value every Redis store embeds;
 //! - [`OnBackendError`]: fail open or fail closed when the backend cannot decide;
 //! - [`token`]: owner tokens for claims and locks; [`random`]: the one random source;
 //! - [`backoff`]: jittered backoff (full, equal, decorrelated, constant), pure;
@@ -32,7 +32,8 @@
 //! ```
 //!
 //! # Features
-//! - `redis` (default): [`script::RedisScript`].
+//! - `fred` (default): [`redis`] with the fred client; `redis-rs`: [`redis`] with redis-rs
+//!   (both may be on); `redis`: the client trait alone, for another client.
 //! - `grpc`: [`responder::Grpc`].
 //! - `axum`: [`key::MatchedRoute`] and reading axum's `ConnectInfo<SocketAddr>`.
 //! - `tokio` (on with `redis`): [`backend::compensate`], undoing calls whose reply came late.
@@ -47,10 +48,10 @@ pub mod key;
 pub mod lease;
 mod problem;
 pub mod random;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod redis_key;
 pub mod responder;
-#[cfg(feature = "redis")]
-pub mod script;
 pub mod token;
 pub mod wire;
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use fred::clients::Client;
 use palisade_idempotency::{
     IdempotencyStore, RedisStore,
     store::{Claim, Owner, RecordKey},
@@ -18,7 +19,7 @@ const RETENTION: Duration = Duration::from_secs(60);
 const ANSWERED: Duration = Duration::from_secs(2);
 const BOUND: Duration = Duration::from_secs(4);
 
-async fn stores(rig: &FaultRig) -> (RedisStore, RedisStore) {
+async fn stores(rig: &FaultRig) -> (RedisStore<Client>, RedisStore<Client>) {
     let faulty = RedisStore::new(rig.faulty().await).with_timeout(Duration::from_millis(100));
     let observer = RedisStore::new(rig.observer().await);
     // Load every script while the network is fine.
@@ -40,7 +41,7 @@ async fn stores(rig: &FaultRig) -> (RedisStore, RedisStore) {
 }
 
 /// Claims `key` through `store` once it has reconnected after the last fault (bounded).
-async fn claim_ok(store: &RedisStore, key: &RecordKey, owner: &Owner, lease: Duration) {
+async fn claim_ok(store: &RedisStore<Client>, key: &RecordKey, owner: &Owner, lease: Duration) {
     for _ in 0..150 {
         if let Ok(Claim::Acquired) = store.claim(key, "f", owner, lease).await {
             return;
@@ -51,7 +52,7 @@ async fn claim_ok(store: &RedisStore, key: &RecordKey, owner: &Owner, lease: Dur
 }
 
 /// What a retry would find now, through the observer.
-async fn retry_finds(observer: &RedisStore, key: &RecordKey) -> Claim {
+async fn retry_finds(observer: &RedisStore<Client>, key: &RecordKey) -> Claim {
     observer
         .claim(key, "f", &Owner::unique(), LEASE)
         .await
@@ -73,7 +74,7 @@ async fn claim_under_every_fault() {
     let rig = FaultRig::start().await;
     let (store, observer) = stores(&rig).await;
     let runs = Arc::new(AtomicUsize::new(0));
-    let instance = |store: RedisStore| {
+    let instance = |store: RedisStore<Client>| {
         let runs = runs.clone();
         palisade_idempotency::IdempotencyLayer::new(store)
             .lease(LEASE)

@@ -64,10 +64,9 @@ mod postgres {
 
 #[cfg(feature = "redis")]
 mod redis {
-    use std::{sync::LazyLock, time::Duration};
+    use std::sync::LazyLock;
 
-    use fred::{interfaces::LuaInterface, types::Value};
-    use palisade_core::script::RedisScript;
+    use palisade_core::redis::{Arg, OWNERSHIP_TIMEOUT, RedisClient, RedisScript};
 
     use crate::LockError;
 
@@ -77,22 +76,18 @@ mod redis {
     /// Stores `value` in the hash `key` (fields `value` and `fence`) only if `token` is
     /// greater than the token of the last accepted write: `Ok(true)` if written, `Ok(false)`
     /// if refused as stale. One atomic script call.
-    pub async fn fenced_set<C: LuaInterface + Send + Sync>(
+    pub async fn fenced_set<C: RedisClient>(
         client: &C,
         key: &str,
         value: &[u8],
         token: u64,
     ) -> Result<bool, LockError> {
+        let args = [
+            Arg::from(value),
+            Arg::Int(i64::try_from(token).unwrap_or(i64::MAX)),
+        ];
         let written: i64 = FENCED_SET
-            .invoke(
-                client,
-                key,
-                vec![
-                    Value::Bytes(bytes::Bytes::copy_from_slice(value)),
-                    Value::from(i64::try_from(token).unwrap_or(i64::MAX)),
-                ],
-                Duration::from_millis(500),
-            )
+            .invoke(client, &[key.to_owned()], &args, OWNERSHIP_TIMEOUT)
             .await?;
         Ok(written == 1)
     }

@@ -108,6 +108,6 @@ pub use postgres::{
     try_lock_xact,
 };
 #[cfg(feature = "redis")]
-pub use redis::{DEFAULT_LOCK_TIMEOUT, RedisLock};
+pub use redis::RedisLock;
 #[cfg(feature = "redis")]
 pub use redlock::{Redlock, TooFewNodes};

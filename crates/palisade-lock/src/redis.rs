@@ -6,13 +6,11 @@ use std::{
     time::Duration,
 };
 
-use fred::{interfaces::LuaInterface, types::Value};
 use palisade_core::{
     BackendError,
     backend::{Undo, compensation_timeout},
     key::Key,
-    redis_key::RedisKeyBuilder,
-    script::RedisScript,
+    redis::{Arg, OWNERSHIP_TIMEOUT, RedisBackend, RedisClient, RedisScript},
 };
 
 use crate::{
@@ -28,9 +26,6 @@ pub(crate) static RELEASE: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("scripts/release.lua")));
 pub(crate) static EXTEND: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("scripts/extend.lua")));
-
-/// Default bound on one Redis round trip.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A lock on one Redis: `SET NX PX` with a random owner token, released and extended only by
 /// owner-checked scripts, each acquisition issuing a **fencing token** in the same script:
@@ -55,7 +50,7 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
 /// matters, and fencing everywhere.
 ///
 /// ```no_run
-/// # async fn demo(client: fred::clients::Client) -> Result<(), palisade_lock::LockError> {
+/// # async fn demo(client: impl palisade_core::redis::RedisClient) -> Result<(), palisade_lock::LockError> {
 /// use std::time::Duration;
 /// use palisade_lock::{Locker, RedisLock};
 ///
@@ -66,15 +61,13 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
 /// guard.release().await?;
 /// # Ok(()) }
 /// ```
-pub struct RedisLock<C = fred::clients::Client> {
+pub struct RedisLock<C> {
     inner: Arc<Inner<C>>,
 }
 
 struct Inner<C> {
-    client: C,
-    keys: RedisKeyBuilder,
+    backend: RedisBackend<C>,
     ttl: Duration,
-    timeout: Duration,
     watchdog: bool,
 }
 
@@ -89,27 +82,26 @@ impl<C> Clone for RedisLock<C> {
 impl<C> fmt::Debug for RedisLock<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisLock")
-            .field("prefix", &self.inner.keys.prefix())
+            .field("prefix", &self.inner.backend.keys().prefix())
             .field("ttl", &self.inner.ttl)
             .field("watchdog", &self.inner.watchdog)
             .finish_non_exhaustive()
     }
 }
 
-pub(crate) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+pub(crate) fn millis(d: Duration) -> Arg {
+    Arg::Int(i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1))
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisLock<C> {
-    /// Locks on `client` (any `fred` client or pool) with lease `ttl` (at least 10 ms), key
-    /// prefix `palisade`, a 500 ms timeout per round trip and the watchdog on.
+impl<C: RedisClient> RedisLock<C> {
+    /// Locks on `client` (any [`RedisClient`]) with lease `ttl` (at least 10 ms), key prefix
+    /// `palisade`, a 500 ms timeout per round trip ([`OWNERSHIP_TIMEOUT`]) and the watchdog
+    /// on.
     pub fn new(client: C, ttl: Duration) -> Self {
         RedisLock {
             inner: Arc::new(Inner {
-                client,
-                keys: RedisKeyBuilder::new("lock"),
+                backend: RedisBackend::new(client, "lock", OWNERSHIP_TIMEOUT),
                 ttl: ttl.max(Duration::from_millis(10)),
-                timeout: DEFAULT_LOCK_TIMEOUT,
                 watchdog: true,
             }),
         }
@@ -117,10 +109,8 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisLock<C> {
 
     fn edit(self, f: impl FnOnce(&mut Inner<C>)) -> Self {
         let mut inner = Inner {
-            client: self.inner.client.clone(),
-            keys: self.inner.keys.clone(),
+            backend: self.inner.backend.clone(),
             ttl: self.inner.ttl,
-            timeout: self.inner.timeout,
             watchdog: self.inner.watchdog,
         };
         f(&mut inner);
@@ -131,12 +121,12 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisLock<C> {
 
     /// The first part of every key (default `palisade`).
     pub fn with_prefix(self, prefix: &str) -> Self {
-        self.edit(|i| i.keys = RedisKeyBuilder::new("lock").with_prefix(prefix))
+        self.edit(|i| i.backend = i.backend.clone().with_prefix(prefix))
     }
 
     /// The bound on one round trip (default 500 ms).
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        self.edit(|i| i.timeout = timeout)
+        self.edit(|i| i.backend = i.backend.clone().with_timeout(timeout))
     }
 
     /// No watchdog: the lease simply runs out after the TTL unless
@@ -152,7 +142,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisLock<C> {
 
     /// The Redis key of lock `name`.
     pub fn key(&self, name: &str) -> String {
-        self.inner.keys.key("l", &Key::from(name))
+        self.inner.backend.key("l", &Key::from(name))
     }
 
     /// The Redis key of lock `name`'s fencing counter.
@@ -167,21 +157,13 @@ struct RedisHeld<C> {
     token: String,
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> Held for RedisHeld<C> {
+impl<C: RedisClient> Held for RedisHeld<C> {
     fn extend(&self) -> HeldFuture<'_, bool> {
         Box::pin(async move {
             let inner = &self.lock.inner;
-            let extended: i64 = EXTEND
-                .invoke(
-                    &inner.client,
-                    self.key.as_str(),
-                    vec![
-                        Value::from(self.token.as_str()),
-                        Value::from(millis(inner.ttl)),
-                    ],
-                    inner.timeout,
-                )
-                .await?;
+            let args = [Arg::from(self.token.as_str()), millis(inner.ttl)];
+            let key = std::slice::from_ref(&self.key);
+            let extended: i64 = inner.backend.run(&EXTEND, key, &args).await?;
             Ok(extended == 1)
         })
     }
@@ -189,20 +171,15 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Held for RedisHeld<C> {
     fn release(&self) -> HeldFuture<'_, bool> {
         Box::pin(async move {
             let inner = &self.lock.inner;
-            let released: i64 = RELEASE
-                .invoke(
-                    &inner.client,
-                    self.key.as_str(),
-                    vec![Value::from(self.token.as_str())],
-                    inner.timeout,
-                )
-                .await?;
+            let args = [Arg::from(self.token.as_str())];
+            let key = std::slice::from_ref(&self.key);
+            let released: i64 = inner.backend.run(&RELEASE, key, &args).await?;
             Ok(released == 1)
         })
     }
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
+impl<C: RedisClient> Locker for RedisLock<C> {
     async fn try_acquire(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
         check_name(name)?;
         let inner = &self.inner;
@@ -216,25 +193,17 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for RedisLock<C> {
         let undo = Undo::new("lock", || {
             let (lock, key, token) = (self.clone(), key.clone(), token.clone());
             async move {
-                let inner = &lock.inner;
-                RELEASE
-                    .invoke::<_, i64, _, _>(
-                        &inner.client,
-                        key.as_str(),
-                        vec![Value::from(token.as_str())],
-                        compensation_timeout(inner.timeout),
-                    )
+                let backend = &lock.inner.backend;
+                let within = compensation_timeout(backend.timeout());
+                let args = [Arg::from(token.as_str())];
+                backend
+                    .run_within::<i64>(&RELEASE, &[key], &args, within)
                     .await
             }
         });
-        let reply: Result<i64, BackendError> = ACQUIRE
-            .invoke(
-                &inner.client,
-                vec![key.clone(), self.fence_key(name)],
-                vec![Value::from(token.as_str()), Value::from(millis(inner.ttl))],
-                inner.timeout,
-            )
-            .await;
+        let keys = [key.clone(), self.fence_key(name)];
+        let args = [Arg::from(token.as_str()), millis(inner.ttl)];
+        let reply: Result<i64, BackendError> = inner.backend.run(&ACQUIRE, &keys, &args).await;
         // A timeout leaves the outcome unknown: the SET NX may land, and `undo` runs.
         let reply = undo.settle(reply)?;
         if reply < 1 {

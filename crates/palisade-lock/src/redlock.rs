@@ -2,12 +2,12 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use fred::{interfaces::LuaInterface, types::Value};
 use futures_util::future::join_all;
 use palisade_core::{
     BackendError,
     backend::{Undo, compensation_timeout},
     key::Key,
+    redis::{Arg, DECISION_TIMEOUT, RedisClient, RedisScript},
     redis_key::RedisKeyBuilder,
 };
 use tokio::time::Instant;
@@ -20,13 +20,11 @@ use crate::{
     redis::{EXTEND, RELEASE, millis},
 };
 
-static SET_NX: std::sync::LazyLock<palisade_core::script::RedisScript> = std::sync::LazyLock::new(
-    || {
-        palisade_core::script::RedisScript::new(
-            "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end return 0",
-        )
-    },
-);
+static SET_NX: std::sync::LazyLock<RedisScript> = std::sync::LazyLock::new(|| {
+    RedisScript::new(
+        "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end return 0",
+    )
+});
 
 /// The Redlock algorithm over N independent Redis masters (N ≥ 3; 5 recommended).
 ///
@@ -53,7 +51,7 @@ static SET_NX: std::sync::LazyLock<palisade_core::script::RedisScript> = std::sy
 /// [`RedisLock`](crate::RedisLock) or [`PgAdvisoryLock`](crate::PgAdvisoryLock) with fencing
 /// tokens checked by the resource. Run nodes with `appendfsync always`, or keep a restarted
 /// node out for longer than the max TTL, to keep Redlock's own guarantees.
-pub struct Redlock<C = fred::clients::Client> {
+pub struct Redlock<C> {
     inner: Arc<Inner<C>>,
 }
 
@@ -88,9 +86,11 @@ impl<C> fmt::Debug for Redlock<C> {
 #[error("Redlock needs at least 3 independent nodes, got {0}")]
 pub struct TooFewNodes(pub usize);
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> Redlock<C> {
-    /// A Redlock over `nodes` (independent masters, not replicas of each other) with lease
-    /// `ttl`, a 50 ms per-node timeout and the watchdog on.
+impl<C: RedisClient> Redlock<C> {
+    /// A Redlock over `nodes` (independent masters, not replicas of each other; any
+    /// [`RedisClient`]) with lease `ttl`, a 50 ms per-node timeout ([`DECISION_TIMEOUT`]: a
+    /// node's answer is a vote, and a slow vote is worth less than a quick quorum) and the
+    /// watchdog on.
     pub fn new(nodes: Vec<C>, ttl: Duration) -> Result<Self, TooFewNodes> {
         if nodes.len() < 3 {
             return Err(TooFewNodes(nodes.len()));
@@ -100,7 +100,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Redlock<C> {
                 nodes,
                 keys: RedisKeyBuilder::new("lock"),
                 ttl: ttl.max(Duration::from_millis(10)),
-                node_timeout: Duration::from_millis(50),
+                node_timeout: DECISION_TIMEOUT,
                 watchdog: true,
             }),
         })
@@ -152,30 +152,27 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Redlock<C> {
 }
 
 // Runs a script on every node in parallel; counts the nodes that answered 1.
-async fn on_all<C: LuaInterface + Clone + Send + Sync + 'static>(
+async fn on_all<C: RedisClient>(
     inner: &Inner<C>,
-    script: &palisade_core::script::RedisScript,
+    script: &RedisScript,
     key: &str,
-    args: Vec<Value>,
+    args: &[Arg],
 ) -> (usize, usize) {
     on_all_within(inner, script, key, args, inner.node_timeout).await
 }
 
-async fn on_all_within<C: LuaInterface + Clone + Send + Sync + 'static>(
+async fn on_all_within<C: RedisClient>(
     inner: &Inner<C>,
-    script: &palisade_core::script::RedisScript,
+    script: &RedisScript,
     key: &str,
-    args: Vec<Value>,
+    args: &[Arg],
     timeout: Duration,
 ) -> (usize, usize) {
-    let calls = inner.nodes.iter().map(|node| {
-        let args = args.clone();
-        async move {
-            script
-                .invoke::<_, i64, _, _>(node, key, args, timeout)
-                .await
-        }
-    });
+    let keys = [key.to_owned()];
+    let calls = inner
+        .nodes
+        .iter()
+        .map(|node| script.invoke::<_, i64>(node, &keys, args, timeout));
     let replies = join_all(calls).await;
     let granted = replies.iter().filter(|r| matches!(r, Ok(1))).count();
     let failed = replies.iter().filter(|r| r.is_err()).count();
@@ -188,21 +185,13 @@ struct RedlockHeld<C> {
     token: String,
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> Held for RedlockHeld<C> {
+impl<C: RedisClient> Held for RedlockHeld<C> {
     fn extend(&self) -> HeldFuture<'_, bool> {
         Box::pin(async move {
             let inner = &self.lock.inner;
             let started = Instant::now();
-            let (extended, failed) = on_all(
-                inner,
-                &EXTEND,
-                &self.key,
-                vec![
-                    Value::from(self.token.as_str()),
-                    Value::from(millis(inner.ttl)),
-                ],
-            )
-            .await;
+            let args = [Arg::from(self.token.as_str()), millis(inner.ttl)];
+            let (extended, failed) = on_all(inner, &EXTEND, &self.key, &args).await;
             let valid = started.elapsed() + self.lock.drift() < inner.ttl;
             if extended >= self.lock.quorum() && valid {
                 Ok(true)
@@ -220,19 +209,14 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Held for RedlockHeld<C> {
 
     fn release(&self) -> HeldFuture<'_, bool> {
         Box::pin(async move {
-            let (released, _) = on_all(
-                &self.lock.inner,
-                &RELEASE,
-                &self.key,
-                vec![Value::from(self.token.as_str())],
-            )
-            .await;
+            let args = [Arg::from(self.token.as_str())];
+            let (released, _) = on_all(&self.lock.inner, &RELEASE, &self.key, &args).await;
             Ok(released >= self.lock.quorum())
         })
     }
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for Redlock<C> {
+impl<C: RedisClient> Locker for Redlock<C> {
     async fn try_acquire(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
         check_name(name)?;
         let inner = &self.inner;
@@ -247,19 +231,14 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for Redlock<C> {
             async move {
                 let inner = &lock.inner;
                 let within = compensation_timeout(inner.node_timeout);
-                let args = vec![Value::from(token.as_str())];
-                on_all_within(inner, &RELEASE, &key, args, within).await;
+                let args = [Arg::from(token.as_str())];
+                on_all_within(inner, &RELEASE, &key, &args, within).await;
                 Ok::<(), BackendError>(())
             }
         });
         let started = Instant::now();
-        let (granted, failed) = on_all(
-            inner,
-            &SET_NX,
-            &key,
-            vec![Value::from(token.as_str()), Value::from(millis(inner.ttl))],
-        )
-        .await;
+        let args = [Arg::from(token.as_str()), millis(inner.ttl)];
+        let (granted, failed) = on_all(inner, &SET_NX, &key, &args).await;
         let elapsed = started.elapsed();
         let validity = inner.ttl.checked_sub(elapsed + self.drift());
         if granted >= self.quorum() && validity.is_some_and(|v| v > Duration::ZERO) {
@@ -279,7 +258,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> Locker for Redlock<C> {
             )));
         }
         // No quorum (or no time left): undo everywhere, so no node keeps a partial lock.
-        on_all(inner, &RELEASE, &key, vec![Value::from(token.as_str())]).await;
+        on_all(inner, &RELEASE, &key, &args[..1]).await;
         if failed > inner.nodes.len() - self.quorum() {
             return Err(LockError::Backend(BackendError::Unavailable(format!(
                 "Redlock: {failed} of {} nodes unreachable, no quorum possible",

@@ -177,7 +177,7 @@ async fn unreachable_redis_is_a_backend_error() {
 
 /// Polls `locks` for `name` every 5 ms for up to `within`: the guard once it is granted.
 async fn first_grant(
-    locks: &RedisLock,
+    locks: &RedisLock<fred::clients::Client>,
     name: &str,
     within: Duration,
 ) -> Option<palisade_lock::LockGuard> {

@@ -43,7 +43,7 @@
 //! # Shared by a fleet: Redis
 //!
 //! [`MemoryStore`] is per process: N instances admit N times the quota. For one limit across
-//! instances, use [`RedisStore`] on a `fred` client (or pool). Each decision is one `EVALSHA`
+//! instances, use [`RedisStore`] on a fred client or pool, or a redis-rs connection. Each decision is one `EVALSHA`
 //! of a Lua script that checks every limit of the policy atomically with the Redis server's
 //! clock, so instance clock skew cannot change a verdict. When Redis does not answer within
 //! the store's timeout, the policy's [`OnBackendError`](palisade_core::OnBackendError) decides

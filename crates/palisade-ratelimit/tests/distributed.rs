@@ -138,7 +138,7 @@ async fn redis_outage_is_answered_by_policy_and_recovers() {
     let bound = timeout + Duration::from_secs(2);
 
     async fn timed(
-        limiter: &RateLimiter<RedisStore>,
+        limiter: &RateLimiter<RedisStore<fred::clients::Client>>,
         key: &Key,
     ) -> (Result<bool, BackendError>, Duration) {
         let started = Instant::now();

@@ -132,6 +132,13 @@ impl FaultRig {
             .expect("connect through the fault proxy")
     }
 
+    /// A redis-rs connection through the proxy: it sees the faults (and reconnects after them).
+    pub async fn faulty_redis_rs(&self) -> redis::aio::ConnectionManager {
+        crate::connect_redis_rs(&self.proxy.redis_url(), Duration::from_secs(3))
+            .await
+            .expect("connect redis-rs through the fault proxy")
+    }
+
     /// A Redis client straight to the server: no fault touches it.
     pub async fn observer(&self) -> Client {
         connect_url(

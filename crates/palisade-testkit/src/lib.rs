@@ -2,7 +2,9 @@
 //!
 //! - [`TestRedis`]: a client for the shared Redis at `REDIS_URL` (default
 //!   `redis://127.0.0.1:6379`) and a key prefix unique to the test, so tests run in parallel
-//!   without flushing anything. A missing server fails the test with instructions.
+//!   without flushing anything. A missing server fails the test with instructions. Both
+//!   clients palisade supports are at hand: fred ([`TestRedis::client`]) and redis-rs
+//!   ([`TestRedis::redis_rs`], [`connect_redis_rs`], [`RedisCluster::redis_rs`]).
 //! - [`RedisNode`]: a private `redis-server` on a free loopback port, with kill, pause
 //!   (SIGSTOP) / resume (SIGCONT) and restart, for outage tests.
 //! - [`RedisCluster`]: three private masters joined with `redis-cli --cluster create`.
@@ -96,11 +98,46 @@ impl TestRedis {
         }
     }
 
+    /// A redis-rs connection to the same server (use it with the same [`prefix`](Self::prefix)
+    /// to run a store on the other client).
+    pub async fn redis_rs(&self) -> redis::aio::ConnectionManager {
+        let url = redis_url();
+        connect_redis_rs(&url, Duration::from_secs(3))
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach Redis at {url} with redis-rs ({e})"))
+    }
+
     /// A further client on the same server (as another service instance would have).
     pub async fn another_client(&self) -> Client {
         connect_url(&redis_url(), Duration::from_secs(3))
             .await
             .expect("second connection to the test Redis")
+    }
+}
+
+/// A redis-rs `ConnectionManager` on `url` (`redis://` only), ready. It reconnects by itself
+/// (every 50 ms at most), so a test can kill and restart its server; no response timeout is
+/// set, so the store's own timeout is the one under test.
+pub async fn connect_redis_rs(
+    url: &str,
+    within: Duration,
+) -> Result<redis::aio::ConnectionManager, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(None)
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(50));
+    match tokio::time::timeout(
+        within,
+        redis::aio::ConnectionManager::new_with_config(client, config),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {within:?}")),
     }
 }
 

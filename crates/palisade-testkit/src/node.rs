@@ -85,6 +85,13 @@ impl RedisNode {
             .expect("connect to private redis-server")
     }
 
+    /// A redis-rs connection that reconnects by itself when the node comes back.
+    pub async fn redis_rs(&self) -> redis::aio::ConnectionManager {
+        crate::connect_redis_rs(&self.url(), Duration::from_secs(5))
+            .await
+            .expect("connect redis-rs to private redis-server")
+    }
+
     /// Kills the server (SIGKILL): connections drop, data is gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -188,6 +195,24 @@ impl RedisCluster {
             url.push_str(&format!("node=127.0.0.1:{}", node.port));
         }
         url
+    }
+
+    /// A redis-rs cluster connection.
+    pub async fn redis_rs(&self) -> redis::cluster_async::ClusterConnection {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect();
+        let client = redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(Duration::from_millis(500))
+            .retries(2)
+            .build()
+            .expect("redis-rs cluster client");
+        tokio::time::timeout(Duration::from_secs(10), client.get_async_connection())
+            .await
+            .expect("redis-rs cluster connection within 10 s")
+            .expect("connect redis-rs to private redis cluster")
     }
 
     /// A connected cluster client.

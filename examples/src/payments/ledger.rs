@@ -13,8 +13,10 @@ use std::{
     time::Duration,
 };
 
-use fred::types::Value;
-use palisade::{BackendError, core::script::RedisScript};
+use palisade::{
+    BackendError,
+    core::redis::{Arg, RedisScript},
+};
 use serde::Serialize;
 
 /// One order's ledger, as `GET /orders/{order_id}/charges` reports it.
@@ -198,10 +200,10 @@ impl Ledger for RedisLedger {
         let overlap: i64 = ENTER
             .invoke(
                 &self.client,
-                vec![self.key(order, "critical"), self.key(order, "overlaps")],
-                vec![
-                    Value::from(token),
-                    Value::from(self.mark_ttl.as_millis().max(1) as i64),
+                &[self.key(order, "critical"), self.key(order, "overlaps")],
+                &[
+                    Arg::from(token),
+                    Arg::Int(self.mark_ttl.as_millis().max(1) as i64),
                 ],
                 TIMEOUT,
             )
@@ -213,8 +215,8 @@ impl Ledger for RedisLedger {
         let _: i64 = LEAVE
             .invoke(
                 &self.client,
-                self.key(order, "critical"),
-                vec![Value::from(token)],
+                &[self.key(order, "critical")],
+                &[Arg::from(token)],
                 TIMEOUT,
             )
             .await?;
@@ -225,14 +227,14 @@ impl Ledger for RedisLedger {
         let seq: i64 = APPEND
             .invoke(
                 &self.client,
-                vec![
+                &[
                     self.key(order, "count"),
                     self.key(order, "total"),
                     self.key(order, &format!("charge:{charge_id}")),
                 ],
-                vec![
-                    Value::from(cents as i64),
-                    Value::from(self.remember.as_millis().max(1) as i64),
+                &[
+                    Arg::Int(cents as i64),
+                    Arg::Int(self.remember.as_millis().max(1) as i64),
                 ],
                 TIMEOUT,
             )
@@ -244,12 +246,12 @@ impl Ledger for RedisLedger {
         let values: Vec<i64> = CHARGES
             .invoke(
                 &self.client,
-                vec![
+                &[
                     self.key(order, "count"),
                     self.key(order, "total"),
                     self.key(order, "overlaps"),
                 ],
-                Vec::<Value>::new(),
+                &[],
                 TIMEOUT,
             )
             .await?;

@@ -36,7 +36,7 @@ pub use memory::{DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, MemoryStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_PG_TIMEOUT, InvalidTableName, MIGRATION, PostgresStore};
 #[cfg(feature = "redis")]
-pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisStore};
+pub use redis::RedisStore;
 
 use crate::fingerprint::hex;
 

@@ -7,8 +7,11 @@ use std::{
 };
 
 use bytes::Bytes;
-use fred::{interfaces::LuaInterface, types::Value};
-use palisade_core::{BackendError, key::Key, redis_key::RedisKeyBuilder, script::RedisScript};
+use palisade_core::{
+    BackendError,
+    key::Key,
+    redis::{Arg, OWNERSHIP_TIMEOUT, RedisBackend, RedisClient, RedisScript, Reply},
+};
 
 use super::{Claim, Failed, IdempotencyStore, Owner, RecordKey};
 
@@ -25,15 +28,12 @@ static FAIL: LazyLock<RedisScript> =
 static RENEW: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../scripts/renew.lua")));
 
-/// Default bound on one Redis round trip.
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
-
 /// Idempotency records in Redis: one script call to claim, one to complete (or release).
 ///
 /// Each record is a hash at `<prefix>:idempotency:<namespace>:{<record key>}` that expires
 /// with its lease (while processing) or its retention (once completed), by the Redis server's
 /// clock. Leases are Redis TTLs, so a crashed instance's claim disappears on its own. Every
-/// call is bounded by a timeout (default 500 ms); a failure is a [`BackendError`] and the
+/// call is bounded by a timeout (default 500 ms, [`OWNERSHIP_TIMEOUT`]); a failure is a [`BackendError`] and the
 /// layer applies its `on_backend_error` policy (fail closed by default).
 ///
 /// Redis alone loses records when it restarts without persistence or evicts keys under
@@ -50,15 +50,16 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// let store = RedisStore::new(client).with_namespace("payments");
 /// # Ok(()) }
 /// ```
-pub struct RedisStore<C = fred::clients::Client> {
+///
+/// Works with any [`RedisClient`]: fred's `Client` or `Pool` (feature `fred`, the default),
+/// redis-rs' `ConnectionManager` or `ClusterConnection` (feature `redis-rs`).
+pub struct RedisStore<C> {
     inner: Arc<Inner<C>>,
 }
 
 struct Inner<C> {
-    client: C,
-    keys: RedisKeyBuilder,
+    backend: RedisBackend<C>,
     namespace: String,
-    timeout: Duration,
 }
 
 impl<C> Clone for RedisStore<C> {
@@ -72,23 +73,20 @@ impl<C> Clone for RedisStore<C> {
 impl<C> fmt::Debug for RedisStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("prefix", &self.inner.keys.prefix())
+            .field("prefix", &self.inner.backend.keys().prefix())
             .field("namespace", &self.inner.namespace)
-            .field("timeout", &self.inner.timeout)
+            .field("timeout", &self.inner.backend.timeout())
             .finish_non_exhaustive()
     }
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
-    /// A store on `client` (any `fred` client or pool) with prefix `palisade`, namespace
-    /// `default` and a 500 ms timeout.
+impl<C: RedisClient> RedisStore<C> {
+    /// A store on `client` with prefix `palisade`, namespace `default` and a 500 ms timeout.
     pub fn new(client: C) -> Self {
         RedisStore {
             inner: Arc::new(Inner {
-                client,
-                keys: RedisKeyBuilder::new("idempotency"),
+                backend: RedisBackend::new(client, "idempotency", OWNERSHIP_TIMEOUT),
                 namespace: "default".to_owned(),
-                timeout: DEFAULT_REDIS_TIMEOUT,
             }),
         }
     }
@@ -98,10 +96,8 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
             f(inner);
         } else {
             let mut inner = Inner {
-                client: self.inner.client.clone(),
-                keys: self.inner.keys.clone(),
+                backend: self.inner.backend.clone(),
                 namespace: self.inner.namespace.clone(),
-                timeout: self.inner.timeout,
             };
             f(&mut inner);
             self.inner = Arc::new(inner);
@@ -111,7 +107,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
 
     /// The first part of every key (default `palisade`).
     pub fn with_prefix(self, prefix: &str) -> Self {
-        self.edit(|inner| inner.keys = RedisKeyBuilder::new("idempotency").with_prefix(prefix))
+        self.edit(|inner| inner.backend = inner.backend.clone().with_prefix(prefix))
     }
 
     /// A name separating this store's records from other services' (default `default`).
@@ -121,13 +117,13 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
 
     /// The bound on one round trip (default 500 ms).
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        self.edit(|inner| inner.timeout = timeout)
+        self.edit(|inner| inner.backend = inner.backend.clone().with_timeout(timeout))
     }
 
     /// The Redis key of a record.
     pub fn redis_key(&self, key: &RecordKey) -> String {
         self.inner
-            .keys
+            .backend
             .key(&self.inner.namespace, &Key::from(key.as_str()))
     }
 
@@ -142,18 +138,16 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
         retention: Duration,
         timeout: Duration,
     ) -> Result<Option<Failed>, BackendError> {
-        let reply: Vec<i64> = FAIL
-            .invoke(
-                &self.inner.client,
-                self.redis_key(key),
-                vec![
-                    Value::from(owner.as_str()),
-                    Value::from(millis(retention) as i64),
-                    Value::from(i64::from(max_attempts)),
-                    Value::Bytes(dead),
-                ],
-                timeout,
-            )
+        let args = [
+            Arg::from(owner.as_str()),
+            Arg::Int(millis(retention) as i64),
+            Arg::from(max_attempts),
+            Arg::Bytes(dead),
+        ];
+        let reply: Vec<i64> = self
+            .inner
+            .backend
+            .run_within(&FAIL, &[self.redis_key(key)], &args, timeout)
             .await?;
         match reply.as_slice() {
             [failures, _] if *failures < 0 => Ok(None),
@@ -168,7 +162,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
     }
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for RedisStore<C> {
+impl<C: RedisClient> IdempotencyStore for RedisStore<C> {
     async fn claim(
         &self,
         key: &RecordKey,
@@ -176,32 +170,29 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
         owner: &Owner,
         lease: Duration,
     ) -> Result<Claim, BackendError> {
-        let reply: Vec<Value> = CLAIM
-            .invoke(
-                &self.inner.client,
-                self.redis_key(key),
-                vec![
-                    Value::from(fingerprint),
-                    Value::from(owner.as_str()),
-                    Value::from(millis(lease) as i64),
-                ],
-                self.inner.timeout,
-            )
+        let args = [
+            Arg::from(fingerprint),
+            Arg::from(owner.as_str()),
+            Arg::Int(millis(lease) as i64),
+        ];
+        let reply: Vec<Reply> = self
+            .inner
+            .backend
+            .run(&CLAIM, &[self.redis_key(key)], &args)
             .await?;
         let mut reply = reply.into_iter();
-        let kind = reply.next().and_then(|v| v.as_string());
-        match kind.as_deref() {
-            Some("acquired") => Ok(Claim::Acquired),
-            Some("mismatch") => Ok(Claim::Mismatch),
-            Some("in_flight") => {
-                let left = reply.next().and_then(|v| v.as_i64()).unwrap_or(0).max(0);
+        let kind = reply.next();
+        match kind.as_ref().and_then(Reply::as_bytes).map(|b| &b[..]) {
+            Some(b"acquired") => Ok(Claim::Acquired),
+            Some(b"mismatch") => Ok(Claim::Mismatch),
+            Some(b"in_flight") => {
+                let left = reply.next().and_then(|v| v.as_int()).unwrap_or(0).max(0);
                 Ok(Claim::InFlight {
                     lease_left: Duration::from_millis(left as u64),
                 })
             }
-            Some("completed") => match reply.next() {
-                Some(Value::Bytes(bytes)) => Ok(Claim::Completed(bytes)),
-                Some(Value::String(s)) => Ok(Claim::Completed(s.into_inner())),
+            Some(b"completed") => match reply.next() {
+                Some(Reply::Bytes(bytes)) => Ok(Claim::Completed(bytes)),
                 other => Err(BackendError::Protocol(format!(
                     "completed record without a response: {other:?}"
                 ))),
@@ -219,17 +210,15 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
         response: Bytes,
         retention: Duration,
     ) -> Result<bool, BackendError> {
-        let done: i64 = COMPLETE
-            .invoke(
-                &self.inner.client,
-                self.redis_key(key),
-                vec![
-                    Value::from(owner.as_str()),
-                    Value::Bytes(response),
-                    Value::from(millis(retention) as i64),
-                ],
-                self.inner.timeout,
-            )
+        let args = [
+            Arg::from(owner.as_str()),
+            Arg::Bytes(response),
+            Arg::Int(millis(retention) as i64),
+        ];
+        let done: i64 = self
+            .inner
+            .backend
+            .run(&COMPLETE, &[self.redis_key(key)], &args)
             .await?;
         Ok(done == 1)
     }
@@ -240,7 +229,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
         owner: &Owner,
         retention: Duration,
     ) -> Result<Option<u32>, BackendError> {
-        let timeout = self.inner.timeout;
+        let timeout = self.inner.backend.timeout();
         let failed = self
             .fail_within(key, owner, u32::MAX, Bytes::new(), retention, timeout)
             .await?;
@@ -255,7 +244,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
         dead: Bytes,
         retention: Duration,
     ) -> Result<Option<Failed>, BackendError> {
-        let timeout = self.inner.timeout;
+        let timeout = self.inner.backend.timeout();
         self.fail_within(key, owner, max_attempts, dead, retention, timeout)
             .await
     }
@@ -266,7 +255,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
         owner: &Owner,
         retention: Duration,
     ) -> Result<Option<u32>, BackendError> {
-        let timeout = palisade_core::backend::compensation_timeout(self.inner.timeout);
+        let timeout = palisade_core::backend::compensation_timeout(self.inner.backend.timeout());
         let failed = self
             .fail_within(key, owner, u32::MAX, Bytes::new(), retention, timeout)
             .await?;
@@ -279,16 +268,11 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> IdempotencyStore for Redis
         owner: &Owner,
         lease: Duration,
     ) -> Result<bool, BackendError> {
-        let renewed: i64 = RENEW
-            .invoke(
-                &self.inner.client,
-                self.redis_key(key),
-                vec![
-                    Value::from(owner.as_str()),
-                    Value::from(millis(lease) as i64),
-                ],
-                self.inner.timeout,
-            )
+        let args = [Arg::from(owner.as_str()), Arg::Int(millis(lease) as i64)];
+        let renewed: i64 = self
+            .inner
+            .backend
+            .run(&RENEW, &[self.redis_key(key)], &args)
             .await?;
         Ok(renewed == 1)
     }

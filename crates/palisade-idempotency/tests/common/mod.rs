@@ -4,7 +4,7 @@
 use palisade_idempotency::{DualStore, MemoryStore, PostgresStore, RedisStore};
 use palisade_testkit::{TestPostgres, TestRedis};
 
-pub async fn redis_store() -> (RedisStore, TestRedis) {
+pub async fn redis_store() -> (RedisStore<fred::clients::Client>, TestRedis) {
     let redis = TestRedis::connect().await;
     let store = RedisStore::new(redis.client.clone()).with_prefix(&redis.prefix);
     (store, redis)
@@ -17,7 +17,7 @@ pub async fn postgres_store() -> (PostgresStore, TestPostgres) {
     (store, pg)
 }
 
-pub type Dual = DualStore<RedisStore, PostgresStore>;
+pub type Dual = DualStore<RedisStore<fred::clients::Client>, PostgresStore>;
 
 pub async fn dual_store() -> (Dual, TestRedis, TestPostgres) {
     let (redis, r) = redis_store().await;

@@ -6,17 +6,17 @@ use std::{
     time::Duration,
 };
 
-use fred::{interfaces::LuaInterface, types::Value};
-use palisade_core::{BackendError, key::Key, redis_key::RedisKeyBuilder, script::RedisScript};
+use palisade_core::{
+    BackendError,
+    key::Key,
+    redis::{Arg, DECISION_TIMEOUT, RedisBackend, RedisClient, RedisScript},
+};
 
 use super::{Checked, Mode, RateLimitStore};
 use crate::{Decision, Policy, decision::LimitOutcome, policy::MAX_LIMITS};
 
 static CHECK: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../scripts/check.lua")));
-
-/// Default bound on one decision's round trip.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Rate-limit state in Redis, shared by every instance: one `EVALSHA` per decision.
 ///
@@ -27,9 +27,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// Cluster. Every call is bounded by a timeout (default 50 ms); when it fails the layer applies
 /// the policy's `on_backend_error`.
 ///
-/// Works with any `fred` client or pool (`C: LuaInterface`), e.g. `fred::clients::Client` or
-/// `fred::clients::Pool` (a pool of two connections reaches Redis' own script throughput on a
-/// small machine).
+/// Works with any [`RedisClient`]: with feature `fred` (the default) `fred::clients::Client`
+/// or `Pool` (a pool of two connections reaches Redis' own script throughput on a small
+/// machine); with feature `redis-rs` a `ConnectionManager` or a cluster `ClusterConnection`.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,14 +41,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// let store = RedisStore::new(client);
 /// # Ok(()) }
 /// ```
-pub struct RedisStore<C = fred::clients::Client> {
-    inner: Arc<Inner<C>>,
-}
-
-struct Inner<C> {
-    client: C,
-    keys: RedisKeyBuilder,
-    timeout: Duration,
+pub struct RedisStore<C> {
+    inner: Arc<RedisBackend<C>>,
 }
 
 impl<C> Clone for RedisStore<C> {
@@ -62,43 +56,34 @@ impl<C> Clone for RedisStore<C> {
 impl<C> fmt::Debug for RedisStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("prefix", &self.inner.keys.prefix())
-            .field("timeout", &self.inner.timeout)
+            .field("prefix", &self.inner.keys().prefix())
+            .field("timeout", &self.inner.timeout())
             .finish_non_exhaustive()
     }
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
-    /// A store on `client` with the default key prefix (`palisade`) and timeout (50 ms).
+impl<C: RedisClient> RedisStore<C> {
+    /// A store on `client` with the default key prefix (`palisade`) and timeout
+    /// ([`DECISION_TIMEOUT`], 50 ms).
     pub fn new(client: C) -> Self {
         RedisStore {
-            inner: Arc::new(Inner {
-                client,
-                keys: RedisKeyBuilder::new("ratelimit"),
-                timeout: DEFAULT_TIMEOUT,
-            }),
+            inner: Arc::new(RedisBackend::new(client, "ratelimit", DECISION_TIMEOUT)),
         }
     }
 
     /// Puts every key under `prefix` (one prefix per application sharing a Redis).
     pub fn with_prefix(self, prefix: &str) -> Self {
-        self.map(|i| i.keys = i.keys.clone().with_prefix(prefix))
+        self.map(|b| b.with_prefix(prefix))
     }
 
     /// Bounds every decision's round trip (default 50 ms).
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        self.map(|i| i.timeout = timeout)
+        self.map(|b| b.with_timeout(timeout))
     }
 
-    fn map(self, f: impl FnOnce(&mut Inner<C>)) -> Self {
-        let mut inner = Inner {
-            client: self.inner.client.clone(),
-            keys: self.inner.keys.clone(),
-            timeout: self.inner.timeout,
-        };
-        f(&mut inner);
+    fn map(self, f: impl FnOnce(RedisBackend<C>) -> RedisBackend<C>) -> Self {
         RedisStore {
-            inner: Arc::new(inner),
+            inner: Arc::new(f(RedisBackend::clone(&self.inner))),
         }
     }
 
@@ -107,7 +92,7 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
         policy
             .namespaces()
             .iter()
-            .map(|ns| self.inner.keys.key(ns, key))
+            .map(|ns| self.inner.key(ns, key))
             .collect()
     }
 
@@ -123,19 +108,17 @@ impl<C: LuaInterface + Clone + Send + Sync + 'static> RedisStore<C> {
         now: Option<u64>,
     ) -> Result<Decision, BackendError> {
         let keys = self.keys_of(policy, key);
-        let mut args: Vec<Value> = Vec::with_capacity(4 + 3 * policy.limits().len());
-        args.push(Value::from(if mode == Mode::Peek { 1 } else { 0 }));
-        args.push(Value::Integer(now.map_or(-1, |n| n as i64)));
-        args.push(Value::Integer(cost as i64));
-        args.push(Value::Integer(policy.limits().len() as i64));
+        let mut args: Vec<Arg> = Vec::with_capacity(4 + 3 * policy.limits().len());
+        args.push(Arg::Int(if mode == Mode::Peek { 1 } else { 0 }));
+        args.push(Arg::Int(now.map_or(-1, |n| n as i64)));
+        args.push(Arg::Int(cost as i64));
+        args.push(Arg::Int(policy.limits().len() as i64));
         for limit in policy.limits() {
             for arg in limit.algorithm().script_args() {
-                args.push(Value::Integer(arg as i64));
+                args.push(Arg::Int(arg as i64));
             }
         }
-        let reply: Vec<i64> = CHECK
-            .invoke(&self.inner.client, keys, args, self.inner.timeout)
-            .await?;
+        let reply: Vec<i64> = self.inner.run(&CHECK, &keys, &args).await?;
         parse_reply(policy, &reply)
     }
 }
@@ -164,7 +147,7 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, BackendError>
     Ok(Decision::from_outcomes(policy, allowed, outcomes))
 }
 
-impl<C: LuaInterface + Clone + Send + Sync + 'static> RateLimitStore for RedisStore<C> {
+impl<C: RedisClient> RateLimitStore for RedisStore<C> {
     type Future = Pin<Box<dyn Future<Output = Result<Decision, BackendError>> + Send>>;
 
     fn check(&self, policy: &Policy, key: &Key, cost: u64, mode: Mode) -> Checked<Self::Future> {
