@@ -26,12 +26,23 @@ async fn fleet_with_lease(open: Duration, lease: Duration) -> (Vec<CircuitBreake
                 .build()
                 .unwrap(),
         );
-        breaker.join_fleet(
-            Fleet::new(redis.another_client().await)
-                .with_prefix(&redis.prefix)
-                .sync_every(Duration::from_millis(20))
-                .probe_lease(lease),
-        );
+        // Instances on different clients share one fleet: the middle one runs on redis-rs, so
+        // every fleet test runs both clients against the same state.
+        if breakers.len() == 1 {
+            breaker.join_fleet(
+                Fleet::new(redis.redis_rs().await)
+                    .with_prefix(&redis.prefix)
+                    .sync_every(Duration::from_millis(20))
+                    .probe_lease(lease),
+            );
+        } else {
+            breaker.join_fleet(
+                Fleet::new(redis.another_client().await)
+                    .with_prefix(&redis.prefix)
+                    .sync_every(Duration::from_millis(20))
+                    .probe_lease(lease),
+            );
+        }
         breakers.push(breaker);
     }
     (breakers, redis)
@@ -52,6 +63,40 @@ async fn until_state(breaker: &CircuitBreaker, state: State) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_one_instance_opens_the_others_learn_it() {
     let (fleet, _redis) = fleet_of_three(Duration::from_secs(30)).await;
+    opens_everywhere_from_one(&fleet).await;
+}
+
+/// The same on a 3-master Redis Cluster, one instance per client and a third on fred again:
+/// the breaker's keys share a slot (its name is the hash tag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_on_redis_cluster_learns_an_opening() {
+    let cluster = palisade_testkit::RedisCluster::start();
+    let prefix = palisade_testkit::unique_prefix("cluster");
+    let mut fleet = Vec::new();
+    for i in 0..3 {
+        let breaker = CircuitBreaker::new(
+            BreakerPolicy::builder("shared-upstream")
+                .count_window(4)
+                .minimum_calls(4)
+                .open_for(OpenDuration::fixed(Duration::from_secs(30)))
+                .build()
+                .unwrap(),
+        );
+        let every = Duration::from_millis(20);
+        let timeout = Duration::from_secs(2);
+        if i == 1 {
+            let fleet = Fleet::new(cluster.redis_rs().await).with_timeout(timeout);
+            breaker.join_fleet(fleet.with_prefix(&prefix).sync_every(every));
+        } else {
+            let fleet = Fleet::new(cluster.client().await).with_timeout(timeout);
+            breaker.join_fleet(fleet.with_prefix(&prefix).sync_every(every));
+        }
+        fleet.push(breaker);
+    }
+    opens_everywhere_from_one(&fleet).await;
+}
+
+async fn opens_everywhere_from_one(fleet: &[CircuitBreaker]) {
     for _ in 0..4 {
         fleet[0].try_acquire().unwrap().record(Outcome::Failure);
     }

@@ -9,7 +9,22 @@ use std::{
 };
 
 use palisade_bulkhead::{FleetError, FleetSemaphore};
-use palisade_testkit::{FaultMode, FaultProxy, RedisNode, TestRedis, connect_url};
+use palisade_core::redis::RedisClient;
+use palisade_testkit::{
+    FaultMode, FaultProxy, RedisCluster, RedisNode, TestRedis, connect_url, unique_prefix,
+};
+
+fn instance<C: RedisClient>(
+    client: C,
+    prefix: &str,
+    capacity: u32,
+    lease: Duration,
+) -> FleetSemaphore<C> {
+    FleetSemaphore::new(client, "partner", capacity)
+        .with_prefix(prefix)
+        .lease(lease)
+        .timeout(Duration::from_secs(2))
+}
 
 async fn three(
     redis: &TestRedis,
@@ -18,20 +33,85 @@ async fn three(
 ) -> Vec<FleetSemaphore<fred::clients::Client>> {
     let mut instances = Vec::new();
     for _ in 0..3 {
-        instances.push(
-            FleetSemaphore::new(redis.another_client().await, "partner", capacity)
-                .with_prefix(&redis.prefix)
-                .lease(lease)
-                .timeout(Duration::from_secs(2)),
-        );
+        instances.push(instance(
+            redis.another_client().await,
+            &redis.prefix,
+            capacity,
+            lease,
+        ));
     }
     instances
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn never_more_than_n_across_three_instances() {
-    let redis = TestRedis::connect().await;
-    let instances = three(&redis, 4, Duration::from_secs(10)).await;
+/// Runs each scenario (given a way to build three instances of one capacity and lease) on
+/// every client: fred and redis-rs on the shared Redis; both on a 3-master cluster.
+macro_rules! on_every_client {
+    ($($scenario:ident),* $(,)?) => {
+        mod fred_client {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let redis = TestRedis::connect().await;
+                    super::$scenario(async |capacity, lease| three(&redis, capacity, lease).await)
+                        .await;
+                }
+            )*
+        }
+
+        mod redis_rs_client {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let redis = TestRedis::connect().await;
+                    super::$scenario(async |capacity, lease| {
+                        let mut instances = Vec::new();
+                        for _ in 0..3 {
+                            let client = redis.redis_rs().await;
+                            instances.push(instance(client, &redis.prefix, capacity, lease));
+                        }
+                        instances
+                    })
+                    .await;
+                }
+            )*
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn every_scenario_on_redis_cluster() {
+            let cluster = RedisCluster::start();
+            let (fred, redis_rs) = (cluster.client().await, cluster.redis_rs().await);
+            $(
+                let prefix = unique_prefix("cluster");
+                $scenario(async |capacity, lease| {
+                    (0..3)
+                        .map(|_| instance(fred.clone(), &prefix, capacity, lease))
+                        .collect()
+                })
+                .await;
+                let prefix = unique_prefix("cluster");
+                $scenario(async |capacity, lease| {
+                    (0..3)
+                        .map(|_| instance(redis_rs.clone(), &prefix, capacity, lease))
+                        .collect()
+                })
+                .await;
+            )*
+        }
+    };
+}
+
+on_every_client!(
+    never_more_than_n_across_three_instances,
+    a_dead_instance_gives_its_permits_back_when_the_leases_expire,
+    renewal_keeps_a_long_call_in_its_slot,
+);
+
+async fn never_more_than_n_across_three_instances<C: RedisClient>(
+    three: impl AsyncFn(u32, Duration) -> Vec<FleetSemaphore<C>>,
+) {
+    let instances = three(4, Duration::from_secs(10)).await;
     let (in_flight, peak, done) = (
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicUsize::new(0)),
@@ -77,10 +157,10 @@ async fn never_more_than_n_across_three_instances() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_instance_gives_its_permits_back_when_the_leases_expire() {
-    let redis = TestRedis::connect().await;
-    let instances = three(&redis, 2, Duration::from_millis(400)).await;
+async fn a_dead_instance_gives_its_permits_back_when_the_leases_expire<C: RedisClient>(
+    three: impl AsyncFn(u32, Duration) -> Vec<FleetSemaphore<C>>,
+) {
+    let instances = three(2, Duration::from_millis(400)).await;
     // Instance 0 takes every permit, then dies without releasing them.
     for _ in 0..2 {
         instances[0].try_acquire().await.unwrap().abandon();
@@ -105,10 +185,10 @@ async fn a_dead_instance_gives_its_permits_back_when_the_leases_expire() {
     b.release().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renewal_keeps_a_long_call_in_its_slot() {
-    let redis = TestRedis::connect().await;
-    let instances = three(&redis, 1, Duration::from_millis(600)).await;
+async fn renewal_keeps_a_long_call_in_its_slot<C: RedisClient>(
+    three: impl AsyncFn(u32, Duration) -> Vec<FleetSemaphore<C>>,
+) {
+    let instances = three(1, Duration::from_millis(600)).await;
     let long = instances[0].try_acquire().await.unwrap();
     // 1.5 leases long: renewed every 200 ms, the slot stays taken.
     for _ in 0..9 {

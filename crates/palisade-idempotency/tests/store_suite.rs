@@ -243,8 +243,40 @@ macro_rules! suite {
 
 suite!(memory, (common::memory_store(),));
 suite!(redis, common::redis_store().await);
+suite!(redis_rs, common::redis_rs_store().await);
 suite!(postgres, common::postgres_store().await);
 suite!(dual, {
     let (store, r, p) = common::dual_store().await;
     (store, (r, p))
 });
+
+/// The whole suite on a 3-master Redis Cluster, on both clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_on_redis_cluster() {
+    use palisade_idempotency::RedisStore;
+    use palisade_testkit::{RedisCluster, unique_prefix};
+
+    let cluster = RedisCluster::start();
+    let (fred, redis_rs) = (cluster.client().await, cluster.redis_rs().await);
+    macro_rules! every_test {
+        ($make:expr) => {
+            claim_complete_replay($make).await;
+            release_frees_and_counts($make).await;
+            keys_are_scoped($make).await;
+            one_winner_among_many($make).await;
+            failures_release_then_retire($make).await;
+            distinct_keys_in_parallel($make).await;
+        };
+    }
+    let timeout = Duration::from_secs(2);
+    every_test!(
+        RedisStore::new(fred.clone())
+            .with_prefix(&unique_prefix("cluster"))
+            .with_timeout(timeout)
+    );
+    every_test!(
+        RedisStore::new(redis_rs.clone())
+            .with_prefix(&unique_prefix("cluster"))
+            .with_timeout(timeout)
+    );
+}

@@ -38,7 +38,13 @@ async fn take(locks: &impl Locker, name: &str) -> palisade_lock::LockGuard {
     panic!("could not take {name} after the fault healed");
 }
 
-async fn redis_locks(rig: &FaultRig, ttl: Duration) -> (RedisLock<fred::clients::Client>, RedisLock<fred::clients::Client>) {
+async fn redis_locks(
+    rig: &FaultRig,
+    ttl: Duration,
+) -> (
+    RedisLock<fred::clients::Client>,
+    RedisLock<fred::clients::Client>,
+) {
     let faulty = RedisLock::new(rig.faulty().await, ttl).with_timeout(Duration::from_millis(100));
     let observer = RedisLock::new(rig.observer().await, ttl);
     // Load the scripts while the network is fine.

@@ -162,6 +162,23 @@ suite!(redis, {
         RedisLock::new(redis.client.clone(), Duration::from_secs(10)).with_prefix(&redis.prefix);
     (locks, redis)
 });
+suite!(redis_rs, {
+    let redis = TestRedis::connect().await;
+    let locks =
+        RedisLock::new(redis.redis_rs().await, Duration::from_secs(10)).with_prefix(&redis.prefix);
+    (locks, redis)
+});
+suite!(redlock_redis_rs, {
+    let nodes: Vec<RedisNode> = (0..3).map(|_| RedisNode::start()).collect();
+    let mut clients = Vec::new();
+    for node in &nodes {
+        clients.push(node.redis_rs().await);
+    }
+    (
+        Redlock::new(clients, Duration::from_secs(10)).unwrap(),
+        nodes,
+    )
+});
 suite!(redlock, {
     let nodes: Vec<RedisNode> = (0..3).map(|_| RedisNode::start()).collect();
     let mut clients = Vec::new();
@@ -178,3 +195,34 @@ suite!(postgres, {
     let locks = PgAdvisoryLock::new(pg.pool.clone(), &pg.schema);
     (locks, pg)
 });
+
+/// The whole suite on a 3-master Redis Cluster, on both clients: a lock's key and its fencing
+/// counter share a slot (the name is the hash tag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_on_redis_cluster() {
+    use palisade_testkit::{RedisCluster, unique_prefix};
+
+    let cluster = RedisCluster::start();
+    let (fred, redis_rs) = (cluster.client().await, cluster.redis_rs().await);
+    macro_rules! every_test {
+        ($make:expr) => {
+            exclusive_and_released($make).await;
+            busy_after_the_wait($make).await;
+            dropped_guard_frees_the_lock($make).await;
+            many_tasks_one_holder($make).await;
+            acquire_all_in_any_order($make).await;
+        };
+    }
+    let ttl = Duration::from_secs(10);
+    let timeout = Duration::from_secs(2);
+    every_test!(
+        RedisLock::new(fred.clone(), ttl)
+            .with_prefix(&unique_prefix("cluster"))
+            .with_timeout(timeout)
+    );
+    every_test!(
+        RedisLock::new(redis_rs.clone(), ttl)
+            .with_prefix(&unique_prefix("cluster"))
+            .with_timeout(timeout)
+    );
+}

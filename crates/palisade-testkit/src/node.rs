@@ -106,6 +106,13 @@ impl RedisNode {
         self.spawn();
     }
 
+    /// Empties the server's script cache (`SCRIPT FLUSH`), as a restart or failover does:
+    /// the next `EVALSHA` answers `NOSCRIPT`.
+    pub fn script_flush(&self) {
+        let reply = command(self.port, b"SCRIPT FLUSH\r\n").unwrap_or_default();
+        assert!(reply.starts_with("+OK"), "SCRIPT FLUSH answered {reply:?}");
+    }
+
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
     pub fn pause(&self) {
         self.signal("-STOP");

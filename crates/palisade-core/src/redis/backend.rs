@@ -89,7 +89,6 @@ impl<C> RedisBackend<C> {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
-
 }
 
 impl<C: RedisClient> RedisBackend<C> {

@@ -107,7 +107,9 @@ impl FromReply for Reply {
 
 impl FromReply for i64 {
     fn from_reply(reply: Reply) -> Result<Self, BackendError> {
-        reply.as_int().ok_or_else(|| unexpected("an integer", &reply))
+        reply
+            .as_int()
+            .ok_or_else(|| unexpected("an integer", &reply))
     }
 }
 
@@ -195,7 +197,10 @@ mod tests {
     #[test]
     fn replies_convert_or_say_what_they_got() {
         assert_eq!(i64::from_reply(Reply::Int(7)), Ok(7));
-        assert_eq!(i64::from_reply(Reply::Bytes(Bytes::from_static(b"-3"))), Ok(-3));
+        assert_eq!(
+            i64::from_reply(Reply::Bytes(Bytes::from_static(b"-3"))),
+            Ok(-3)
+        );
         assert!(matches!(
             i64::from_reply(Reply::Nil),
             Err(BackendError::Protocol(_))

@@ -10,6 +10,12 @@ pub async fn redis_store() -> (RedisStore<fred::clients::Client>, TestRedis) {
     (store, redis)
 }
 
+pub async fn redis_rs_store() -> (RedisStore<redis::aio::ConnectionManager>, TestRedis) {
+    let redis = TestRedis::connect().await;
+    let store = RedisStore::new(redis.redis_rs().await).with_prefix(&redis.prefix);
+    (store, redis)
+}
+
 pub async fn postgres_store() -> (PostgresStore, TestPostgres) {
     let pg = TestPostgres::connect().await;
     let store = PostgresStore::new(pg.pool.clone());
