@@ -5,19 +5,22 @@
 use std::time::Duration;
 
 use palisade_bulkhead::FleetSemaphore;
+use palisade_core::redis::RedisClient;
 use palisade_testkit::faults::{Fault, FaultRig, eventually};
 
 const CAPACITY: u32 = 2;
 const ANSWERED: Duration = Duration::from_secs(2);
 const BOUND: Duration = Duration::from_secs(4);
 
-type Semaphore = FleetSemaphore<fred::clients::Client>;
-
-async fn semaphores(rig: &FaultRig, lease: Duration) -> (Semaphore, Semaphore) {
-    let faulty = FleetSemaphore::new(rig.faulty().await, "partner", CAPACITY)
+async fn semaphores<C: RedisClient>(
+    faulty: C,
+    observer: C,
+    lease: Duration,
+) -> (FleetSemaphore<C>, FleetSemaphore<C>) {
+    let faulty = FleetSemaphore::new(faulty, "partner", CAPACITY)
         .lease(lease)
         .timeout(Duration::from_millis(100));
-    let observer = FleetSemaphore::new(rig.observer().await, "partner", CAPACITY)
+    let observer = FleetSemaphore::new(observer, "partner", CAPACITY)
         .lease(lease)
         .timeout(Duration::from_secs(2));
     // Load the script while the network is fine.
@@ -26,7 +29,7 @@ async fn semaphores(rig: &FaultRig, lease: Duration) -> (Semaphore, Semaphore) {
 }
 
 /// Whether the observer can take every slot (then gives them back).
-async fn all_free(observer: &Semaphore) -> bool {
+async fn all_free<C: RedisClient>(observer: &FleetSemaphore<C>) -> bool {
     let mut held = Vec::new();
     for _ in 0..CAPACITY {
         match observer.try_acquire().await {
@@ -42,7 +45,7 @@ async fn all_free(observer: &Semaphore) -> bool {
 }
 
 /// How many slots the observer can take now, at most `CAPACITY` (then gives them back).
-async fn free_slots(observer: &Semaphore) -> usize {
+async fn free_slots<C: RedisClient>(observer: &FleetSemaphore<C>) -> usize {
     let mut held = Vec::new();
     for _ in 0..=CAPACITY {
         if let Ok(permit) = observer.try_acquire().await {
@@ -56,11 +59,9 @@ async fn free_slots(observer: &Semaphore) -> usize {
     n
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acquire_under_every_fault() {
-    let rig = FaultRig::start().await;
+async fn acquire_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
     // A long lease: an orphan must be undone, not wait out the lease.
-    let (faulty, observer) = semaphores(&rig, Duration::from_secs(30)).await;
+    let (faulty, observer) = semaphores(faulty, observer, Duration::from_secs(30)).await;
     for fault in Fault::matrix() {
         let (outcome, took) = rig.inject(fault, faulty.try_acquire()).await;
         assert!(took < ANSWERED, "{fault:?}: acquire took {took:?}");
@@ -79,10 +80,8 @@ async fn acquire_under_every_fault() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn release_under_every_fault() {
-    let rig = FaultRig::start().await;
-    let (faulty, observer) = semaphores(&rig, Duration::from_secs(2)).await;
+async fn release_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
+    let (faulty, observer) = semaphores(faulty, observer, Duration::from_secs(2)).await;
     for fault in Fault::matrix() {
         let permit = loop {
             // Reconnected after the last fault.
@@ -105,10 +104,8 @@ async fn release_under_every_fault() {
 /// is no caller to cancel): the lease is 300 ms and the fault holds 400 ms, so it runs out
 /// while renewals cannot get through. Never over capacity: by the time another instance can
 /// take the slot, the permit knows it is lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renewal_under_every_fault() {
-    let rig = FaultRig::start().await;
-    let (faulty, observer) = semaphores(&rig, Duration::from_millis(300)).await;
+async fn renewal_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
+    let (faulty, observer) = semaphores(faulty, observer, Duration::from_millis(300)).await;
     for fault in [
         Fault::DelayedReply,
         Fault::BlackHole,
@@ -137,3 +134,9 @@ async fn renewal_under_every_fault() {
         permit.release().await;
     }
 }
+
+palisade_testkit::on_both_clients!(
+    acquire_under_every_fault,
+    release_under_every_fault,
+    renewal_under_every_fault,
+);

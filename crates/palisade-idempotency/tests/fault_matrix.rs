@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use fred::clients::Client;
+use palisade_core::redis::RedisClient;
 use palisade_idempotency::{
     IdempotencyStore, RedisStore,
     store::{Claim, Owner, RecordKey},
@@ -19,9 +19,9 @@ const RETENTION: Duration = Duration::from_secs(60);
 const ANSWERED: Duration = Duration::from_secs(2);
 const BOUND: Duration = Duration::from_secs(4);
 
-async fn stores(rig: &FaultRig) -> (RedisStore<Client>, RedisStore<Client>) {
-    let faulty = RedisStore::new(rig.faulty().await).with_timeout(Duration::from_millis(100));
-    let observer = RedisStore::new(rig.observer().await);
+async fn stores<C: RedisClient>(faulty: C, observer: C) -> (RedisStore<C>, RedisStore<C>) {
+    let faulty = RedisStore::new(faulty).with_timeout(Duration::from_millis(100));
+    let observer = RedisStore::new(observer);
     // Load every script while the network is fine.
     let key = RecordKey::message("warm", "warm");
     let owner = Owner::unique();
@@ -41,7 +41,12 @@ async fn stores(rig: &FaultRig) -> (RedisStore<Client>, RedisStore<Client>) {
 }
 
 /// Claims `key` through `store` once it has reconnected after the last fault (bounded).
-async fn claim_ok(store: &RedisStore<Client>, key: &RecordKey, owner: &Owner, lease: Duration) {
+async fn claim_ok<C: RedisClient>(
+    store: &RedisStore<C>,
+    key: &RecordKey,
+    owner: &Owner,
+    lease: Duration,
+) {
     for _ in 0..150 {
         if let Ok(Claim::Acquired) = store.claim(key, "f", owner, lease).await {
             return;
@@ -52,7 +57,7 @@ async fn claim_ok(store: &RedisStore<Client>, key: &RecordKey, owner: &Owner, le
 }
 
 /// What a retry would find now, through the observer.
-async fn retry_finds(observer: &RedisStore<Client>, key: &RecordKey) -> Claim {
+async fn retry_finds<C: RedisClient>(observer: &RedisStore<C>, key: &RecordKey) -> Claim {
     observer
         .claim(key, "f", &Owner::unique(), LEASE)
         .await
@@ -63,18 +68,16 @@ async fn retry_finds(observer: &RedisStore<Client>, key: &RecordKey) -> Claim {
 /// through another instance. A request whose handler never ran is retried within the bound
 /// (a late claim is undone, whether the claim timed out or the request was dropped mid-claim);
 /// one whose handler ran is never run again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claim_under_every_fault() {
+async fn claim_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
     use std::sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     };
     use tower::{Layer, ServiceExt};
 
-    let rig = FaultRig::start().await;
-    let (store, observer) = stores(&rig).await;
+    let (store, observer) = stores(faulty, observer).await;
     let runs = Arc::new(AtomicUsize::new(0));
-    let instance = |store: RedisStore<Client>| {
+    let instance = |store: RedisStore<C>| {
         let runs = runs.clone();
         palisade_idempotency::IdempotencyLayer::new(store)
             .lease(LEASE)
@@ -128,10 +131,8 @@ async fn claim_under_every_fault() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renew_under_every_fault() {
-    let rig = FaultRig::start().await;
-    let (store, observer) = stores(&rig).await;
+async fn renew_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
+    let (store, observer) = stores(faulty, observer).await;
     for (i, fault) in Fault::matrix().into_iter().enumerate() {
         let key = RecordKey::message("renew", &i.to_string());
         let owner = Owner::unique();
@@ -158,10 +159,8 @@ async fn renew_under_every_fault() {
 
 /// A failed attempt recorded under every fault (the consumer dedup's path): released for a
 /// retry within the bound (recorded, or the lease ran out), never retired early.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fail_under_every_fault() {
-    let rig = FaultRig::start().await;
-    let (store, observer) = stores(&rig).await;
+async fn fail_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
+    let (store, observer) = stores(faulty, observer).await;
     for (i, fault) in Fault::matrix().into_iter().enumerate() {
         let key = RecordKey::message("fail", &i.to_string());
         let owner = Owner::unique();
@@ -185,10 +184,8 @@ async fn fail_under_every_fault() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn complete_under_every_fault() {
-    let rig = FaultRig::start().await;
-    let (store, observer) = stores(&rig).await;
+async fn complete_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
+    let (store, observer) = stores(faulty, observer).await;
     for (i, fault) in Fault::matrix().into_iter().enumerate() {
         let key = RecordKey::message("complete", &i.to_string());
         let owner = Owner::unique();
@@ -210,10 +207,8 @@ async fn complete_under_every_fault() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn release_under_every_fault() {
-    let rig = FaultRig::start().await;
-    let (store, observer) = stores(&rig).await;
+async fn release_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
+    let (store, observer) = stores(faulty, observer).await;
     for (i, fault) in Fault::matrix().into_iter().enumerate() {
         let key = RecordKey::message("release", &i.to_string());
         let owner = Owner::unique();
@@ -233,3 +228,11 @@ async fn release_under_every_fault() {
         );
     }
 }
+
+palisade_testkit::on_both_clients!(
+    claim_under_every_fault,
+    renew_under_every_fault,
+    fail_under_every_fault,
+    complete_under_every_fault,
+    release_under_every_fault,
+);

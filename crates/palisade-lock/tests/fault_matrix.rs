@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use palisade_core::redis::RedisClient;
 use palisade_lock::{Locker, PgAdvisoryLock, RedisLock, Redlock, held_advisory_locks};
 use palisade_testkit::{
     TestPostgres,
@@ -38,15 +39,13 @@ async fn take(locks: &impl Locker, name: &str) -> palisade_lock::LockGuard {
     panic!("could not take {name} after the fault healed");
 }
 
-async fn redis_locks(
-    rig: &FaultRig,
+async fn redis_locks<C: RedisClient>(
+    faulty: C,
+    observer: C,
     ttl: Duration,
-) -> (
-    RedisLock<fred::clients::Client>,
-    RedisLock<fred::clients::Client>,
-) {
-    let faulty = RedisLock::new(rig.faulty().await, ttl).with_timeout(Duration::from_millis(100));
-    let observer = RedisLock::new(rig.observer().await, ttl);
+) -> (RedisLock<C>, RedisLock<C>) {
+    let faulty = RedisLock::new(faulty, ttl).with_timeout(Duration::from_millis(100));
+    let observer = RedisLock::new(observer, ttl);
     // Load the scripts while the network is fine.
     faulty
         .try_acquire("warm")
@@ -59,11 +58,9 @@ async fn redis_locks(
     (faulty, observer)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_acquire_under_every_fault() {
-    let rig = FaultRig::start().await;
+async fn redis_acquire_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
     // A long lease: an acquisition that landed unseen must be undone, not wait out the TTL.
-    let (locks, observer) = redis_locks(&rig, Duration::from_secs(30)).await;
+    let (locks, observer) = redis_locks(faulty, observer, Duration::from_secs(30)).await;
     for (i, fault) in Fault::matrix().into_iter().enumerate() {
         let name = format!("acquire-{i}");
         let (outcome, took) = rig.inject(fault, locks.try_acquire(&name)).await;
@@ -82,10 +79,8 @@ async fn redis_acquire_under_every_fault() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_extend_under_every_fault() {
-    let rig = FaultRig::start().await;
-    let (locks, observer) = redis_locks(&rig, TTL).await;
+async fn redis_extend_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
+    let (locks, observer) = redis_locks(faulty, observer, TTL).await;
     for (i, fault) in Fault::matrix().into_iter().enumerate() {
         let name = format!("extend-{i}");
         let guard = take(&locks, &name).await;
@@ -103,10 +98,8 @@ async fn redis_extend_under_every_fault() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_release_under_every_fault() {
-    let rig = FaultRig::start().await;
-    let (locks, observer) = redis_locks(&rig, TTL).await;
+async fn redis_release_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
+    let (locks, observer) = redis_locks(faulty, observer, TTL).await;
     for (i, fault) in Fault::matrix().into_iter().enumerate() {
         let name = format!("release-{i}");
         let guard = take(&locks, &name).await;
@@ -278,3 +271,9 @@ async fn redlock_acquire_extend_and_release_with_a_majority_faulted() {
         );
     }
 }
+
+palisade_testkit::on_both_clients!(
+    redis_acquire_under_every_fault,
+    redis_extend_under_every_fault,
+    redis_release_under_every_fault,
+);

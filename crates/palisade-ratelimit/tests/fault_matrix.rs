@@ -6,21 +6,20 @@
 use std::time::Duration;
 
 use palisade_core::key::Key;
+use palisade_core::redis::RedisClient;
 use palisade_ratelimit::{Policy, RateLimiter, RedisStore, TokenBucket};
 use palisade_testkit::faults::{Fault, FaultRig, eventually};
 
 const CAPACITY: u64 = 5;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_under_every_fault() {
-    let rig = FaultRig::start().await;
+async fn check_under_every_fault<C: RedisClient>(rig: FaultRig, faulty: C, observer: C) {
     let policy = Policy::new("matrix", TokenBucket::new(CAPACITY, 0.001).unwrap()).unwrap();
     let faulty = RateLimiter::new(
-        RedisStore::new(rig.faulty().await).with_timeout(Duration::from_millis(100)),
+        RedisStore::new(faulty).with_timeout(Duration::from_millis(100)),
         policy.clone(),
     );
     let observer = RateLimiter::new(
-        RedisStore::new(rig.observer().await).with_timeout(Duration::from_secs(2)),
+        RedisStore::new(observer).with_timeout(Duration::from_secs(2)),
         policy,
     );
     // Load the script while the network is fine.
@@ -100,3 +99,5 @@ async fn a_pending_check_ends_at_the_request_deadline() {
         "answered after {took:?}, not at the deadline"
     );
 }
+
+palisade_testkit::on_both_clients!(check_under_every_fault);

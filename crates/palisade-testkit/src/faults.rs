@@ -139,6 +139,16 @@ impl FaultRig {
             .expect("connect redis-rs through the fault proxy")
     }
 
+    /// A redis-rs connection straight to the server: no fault touches it.
+    pub async fn observer_redis_rs(&self) -> redis::aio::ConnectionManager {
+        crate::connect_redis_rs(
+            &format!("redis://{}", self.upstream),
+            Duration::from_secs(3),
+        )
+        .await
+        .expect("connect redis-rs to the private Redis")
+    }
+
     /// A Redis client straight to the server: no fault touches it.
     pub async fn observer(&self) -> Client {
         connect_url(
@@ -239,4 +249,35 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Turns fault-matrix scenarios into one test per client: each scenario is an
+/// `async fn name<C: RedisClient>(rig: FaultRig, faulty: C, observer: C)` and runs once on fred
+/// and once on redis-rs (modules `fred_client` and `redis_rs_client`), each on a fresh rig.
+#[macro_export]
+macro_rules! on_both_clients {
+    ($($scenario:ident),* $(,)?) => {
+        mod fred_client {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let rig = $crate::faults::FaultRig::start().await;
+                    let (faulty, observer) = (rig.faulty().await, rig.observer().await);
+                    super::$scenario(rig, faulty, observer).await;
+                }
+            )*
+        }
+
+        mod redis_rs_client {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let rig = $crate::faults::FaultRig::start().await;
+                    let faulty = rig.faulty_redis_rs().await;
+                    let observer = rig.observer_redis_rs().await;
+                    super::$scenario(rig, faulty, observer).await;
+                }
+            )*
+        }
+    };
 }
