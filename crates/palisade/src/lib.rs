@@ -40,8 +40,8 @@
 //! # Backends
 //!
 //! Every layer runs on an in-memory store (per process: for development, tests and single
-//! instances — **not** a distributed limit) and, with the `redis` feature (default), on a
-//! shared `fred` Redis client so a whole fleet enforces one limit.
+//! instances — **not** a distributed limit) and, with a Redis client feature (`fred`, the
+//! default, or `redis-rs`), on a shared Redis so a whole fleet enforces one limit.
 //!
 //! # Features
 //! - `ratelimit` (default): [`ratelimit`].
@@ -50,7 +50,8 @@
 //! - `bulkhead` (default): [`bulkhead`].
 //! - `idempotency` (default): [`idempotency`].
 //! - `lock` (default): [`lock`].
-//! - `redis` (default): Redis stores.
+//! - `fred` (default) or `redis-rs`: Redis stores on that client (both may be on; `redis`
+//!   alone gives the stores generic over [`core::redis::RedisClient`] for another client).
 //! - `postgres`: PostgreSQL advisory locks, the PostgreSQL idempotency store and (with `redis`)
 //!   the Redis + PostgreSQL dual store.
 //! - `grpc`: render rejections as `tonic::Status` ([`core::responder::Grpc`]).
