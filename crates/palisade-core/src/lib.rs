@@ -10,6 +10,8 @@
 //!   per decision reloaded on `NOSCRIPT`, and the backend value every Redis store embeds;
 //! - [`OnBackendError`]: fail open or fail closed when the backend cannot decide;
 //! - [`token`]: owner tokens for claims and locks; [`random`]: the one random source;
+//! - [`body`]: bodies read into memory up to a limit, and sent on (whole, or what was read
+//!   then the rest);
 //! - [`backoff`]: jittered backoff (full, equal, decorrelated, constant), pure;
 //! - [`wire`]: `Retry-After`, `grpc-status` and `grpc-retry-pushback-ms`, read and written here;
 //! - `deadline` (feature `tokio`): one deadline per request, carried through the layers;
@@ -41,6 +43,7 @@
 
 pub mod backend;
 pub mod backoff;
+pub mod body;
 #[cfg(feature = "tokio")]
 pub mod deadline;
 pub mod key;

@@ -10,14 +10,15 @@ use std::{
     time::Duration,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header, request::Parts};
 use http_body::Body;
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{Either, Full};
 use palisade_core::{
     Responder,
     backend::Undo,
     backoff::{self, Jitter},
+    body::{Collected, collect_within},
     deadline::Deadline,
     key::{KeyExtractor, RequestHead, path::canonical_path},
     random,
@@ -268,7 +269,7 @@ where
         body: InnerBody<ReqB>,
     ) -> Result<Response<IdempotencyBody<ResB>>, Svc::Error> {
         let response = self.inner.call(Request::from_parts(parts, body)).await?;
-        Ok(response.map(IdempotencyBody::streaming))
+        Ok(response.map(IdempotencyBody::streamed))
     }
 
     fn refuse(&self, rejection: IdempotencyRejection) -> Response<IdempotencyBody<ResB>> {
@@ -289,7 +290,7 @@ where
             Ok(stored) => {
                 count("replayed");
                 let mut response =
-                    Response::new(IdempotencyBody::buffered(stored.body, stored.trailers));
+                    Response::new(IdempotencyBody::whole(stored.body, stored.trailers));
                 *response.status_mut() = stored.status;
                 *response.headers_mut() = stored.headers;
                 response
@@ -325,18 +326,19 @@ where
         // A failure the handler did not declare harmless: its effect may have happened.
         count("not_stored");
         guard.failed(&head.extensions).await;
-        return Response::from_parts(head, IdempotencyBody::streaming(body));
+        return Response::from_parts(head, IdempotencyBody::streamed(body));
     }
     if head.status.is_client_error() && !config.store_client_errors {
         count("not_stored");
         guard.release().await;
-        return Response::from_parts(head, IdempotencyBody::streaming(body));
+        return Response::from_parts(head, IdempotencyBody::streamed(body));
     }
-    match collect_limited(body, config.max_response_body).await {
-        Collected::Whole { data, trailers } => {
-            if trailers.as_ref().is_some_and(grpc_failed) {
-                count("not_stored");
-                guard.failed(&head.extensions).await;
+    // Decided without an await, so the body's error (possibly not `Send`) is boxed before
+    // the claim is settled.
+    let (body, settle) = match collect_within(body, config.max_response_body).await {
+        Collected::Complete { data, trailers } => {
+            let settle = if trailers.as_ref().is_some_and(grpc_failed) {
+                Settle::Failed
             } else {
                 let stored = StoredResponse {
                     status: head.status,
@@ -344,9 +346,9 @@ where
                     body: data.clone(),
                     trailers: trailers.clone(),
                 };
-                guard.complete(stored.encode()).await;
-            }
-            Response::from_parts(head, IdempotencyBody::buffered(data, trailers))
+                Settle::Complete(stored.encode())
+            };
+            (IdempotencyBody::whole(data, trailers), settle)
         }
         Collected::TooLarge { prefix, rest } => {
             tracing::warn!(
@@ -354,15 +356,33 @@ where
                 limit = config.max_response_body,
                 "response too large to keep; retries with this key will get 409"
             );
-            guard.complete(Bytes::from_static(NOT_KEPT)).await;
-            Response::from_parts(head, IdempotencyBody::prefixed(prefix, rest))
+            let settle = Settle::Complete(Bytes::from_static(NOT_KEPT));
+            (IdempotencyBody::prefixed(prefix, rest), settle)
         }
-        Collected::Failed(error) => {
-            // The handler answered, then its body failed: what it did is not known.
-            guard.unknown().await;
-            Response::from_parts(head, IdempotencyBody::failed(error))
+        // The handler answered, then its body failed: what it did is not known.
+        Collected::Failed { prefix, error } => {
+            (IdempotencyBody::failed(prefix, error), Settle::Unknown)
         }
+    };
+    match settle {
+        Settle::Complete(stored) => guard.complete(stored).await,
+        Settle::Failed => {
+            count("not_stored");
+            guard.failed(&head.extensions).await;
+        }
+        Settle::Unknown => guard.unknown().await,
     }
+    Response::from_parts(head, body)
+}
+
+/// How a buffered response settles its claim.
+enum Settle {
+    /// Completed with this stored response.
+    Complete(Bytes),
+    /// A failure the handler did not declare harmless.
+    Failed,
+    /// The outcome is not known.
+    Unknown,
 }
 
 /// Settles the claim however the request ends: completed with the response, released, or —
@@ -515,71 +535,15 @@ async fn retry_complete<S: IdempotencyStore>(
     );
 }
 
+/// The request body in memory (to fingerprint it, and to send it on), or why not.
 async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, IdempotencyRejection>
 where
     B: Body<Data = Bytes>,
 {
-    if body.size_hint().lower() > limit as u64 {
-        return Err(IdempotencyRejection::BodyTooLarge { limit });
-    }
-    let mut body = std::pin::pin!(body);
-    let mut out = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| IdempotencyRejection::BodyUnreadable)?;
-        if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > limit {
-                return Err(IdempotencyRejection::BodyTooLarge { limit });
-            }
-            out.extend_from_slice(&data);
-        }
-    }
-    Ok(out.freeze())
-}
-
-enum Collected<B> {
-    Whole {
-        data: Bytes,
-        trailers: Option<HeaderMap>,
-    },
-    TooLarge {
-        prefix: Bytes,
-        rest: B,
-    },
-    Failed(BoxError),
-}
-
-async fn collect_limited<B>(mut body: B, limit: usize) -> Collected<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    let mut data = BytesMut::new();
-    let mut trailers: Option<HeaderMap> = None;
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(error) => return Collected::Failed(error.into()),
-        };
-        match frame.into_data() {
-            Ok(chunk) => {
-                data.extend_from_slice(&chunk);
-                if data.len() > limit {
-                    return Collected::TooLarge {
-                        prefix: data.freeze(),
-                        rest: body,
-                    };
-                }
-            }
-            Err(frame) => {
-                if let Ok(t) = frame.into_trailers() {
-                    trailers.get_or_insert_with(HeaderMap::new).extend(t);
-                }
-            }
-        }
-    }
-    Collected::Whole {
-        data: data.freeze(),
-        trailers,
+    match collect_within(std::pin::pin!(body), limit).await {
+        Collected::Complete { data, .. } => Ok(data),
+        Collected::TooLarge { .. } => Err(IdempotencyRejection::BodyTooLarge { limit }),
+        Collected::Failed { .. } => Err(IdempotencyRejection::BodyUnreadable),
     }
 }
 

@@ -11,13 +11,13 @@ use std::{
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body::Body;
+use palisade_core::body::{Collected, collect_within};
 use tokio::{sync::broadcast, time::Instant};
 use tower::{BoxError, Service, ServiceExt};
 use tower_layer::Layer;
 
 use crate::{
-    AttemptTimedOut, RetryBudget, RetryPolicy, backoff,
-    body::{Buffered, ReplayBody, buffer},
+    AttemptTimedOut, ReplayBody, RetryBudget, RetryPolicy, backoff,
     classify::{HttpRetry, RetryClassify, RetryDecision},
 };
 
@@ -129,6 +129,7 @@ where
     S::Future: Send,
     C: RetryClassify<Response<RB>>,
     B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
     RB: Send + 'static,
 {
     type Response = Response<RB>;
@@ -154,10 +155,12 @@ where
             let deadline = policy.deadline.map(|d| started + d);
             let (parts, body) = req.into_parts();
             let head = Head::from(parts);
-            let replay = if retryable {
-                match buffer(body, policy.body_limit).await {
-                    Buffered::Complete(data, trailers) => Some((data, trailers)),
-                    Buffered::Once(body) => {
+            let (data, trailers) = if retryable {
+                match collect_within(body, policy.body_limit).await {
+                    Collected::Complete { data, trailers } => (data, trailers),
+                    // Too large (or failed): what was read, then the rest, sent once.
+                    other => {
+                        let body = ReplayBody::from_collected(other);
                         return attempt(
                             first,
                             head.request(body),
@@ -168,10 +171,9 @@ where
                     }
                 }
             } else {
-                let body = ReplayBody::streaming(None, body);
+                let body = ReplayBody::prefixed(Bytes::new(), body);
                 return attempt(first, head.request(body), policy.attempt_timeout, deadline).await;
             };
-            let (data, trailers) = replay.expect("replayable body");
 
             // The first attempt uses the service readied in `poll_ready`; later ones, clones
             // (readied by `attempt`).
@@ -181,7 +183,7 @@ where
             let mut attempts = 0u32;
             loop {
                 attempts += 1;
-                let req = head.request(ReplayBody::replay(&data, &trailers));
+                let req = head.request(ReplayBody::whole(data.clone(), trailers.clone()));
                 let svc = readied.take().unwrap_or_else(|| template.clone());
                 let result = attempt(svc, req, policy.attempt_timeout, deadline).await;
                 let decision = classify.classify(&result);

@@ -47,7 +47,6 @@
 #![warn(missing_docs)]
 
 pub use palisade_core::backoff;
-mod body;
 mod budget;
 pub mod classify;
 mod layer;
@@ -57,7 +56,11 @@ mod stack;
 use std::time::Duration;
 
 pub use backoff::Jitter;
-pub use body::ReplayBody;
+/// The request body the inner service receives: the buffered bytes (sent again on every
+/// attempt), or — when the body was larger than the policy's `body_limit` or failed to read —
+/// what was read, then the rest of the stream (or its error), sent once. Core's
+/// [`PrefixedBody`](palisade_core::body::PrefixedBody), shared with the idempotency layer.
+pub type ReplayBody<B> = palisade_core::body::PrefixedBody<B>;
 pub use budget::RetryBudget;
 pub use classify::{HttpRetry, RetryClassify, RetryDecision};
 pub use layer::{Retry, RetryEvent, RetryLayer, is_idempotent};

@@ -349,3 +349,39 @@ async fn retries_are_published_as_events() {
     assert_eq!(second.delay, Duration::from_secs(1));
     assert!(events.try_recv().is_err());
 }
+
+/// Regression: a request body that failed while the layer buffered it reached the inner service
+/// as the bytes read so far followed by the rest of the stream — here, the clean end: a
+/// truncated request sent as if it were whole. The inner service must see the error.
+#[tokio::test]
+async fn a_body_that_fails_while_buffered_reaches_the_inner_service_as_an_error() {
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+
+    let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+        Ok(Frame::data(Bytes::from_static(b"{\"amount\":"))),
+        Err(std::io::Error::other("client reset the upload")),
+    ];
+    let body = StreamBody::new(futures_util::stream::iter(frames));
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let upstream = {
+        let seen = seen.clone();
+        tower::service_fn(move |req: Request<ReplayBody<StreamBody<_>>>| {
+            let seen = seen.clone();
+            async move {
+                let read = req.into_body().collect().await.map(|c| c.to_bytes());
+                *seen.lock().unwrap() = Some(read.map_err(|e| e.to_string()));
+                Ok::<_, BoxError>(Response::new(Full::new(Bytes::new())))
+            }
+        })
+    };
+    let svc = RetryLayer::new(fast(3)).layer(upstream);
+    let req = Request::put("http://upstream/orders/1").body(body).unwrap();
+    let _ = svc.oneshot(req).await;
+    let seen = seen
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the request reached the inner service");
+    assert_eq!(seen, Err("client reset the upload".to_owned()));
+}
