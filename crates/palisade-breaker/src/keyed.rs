@@ -2,13 +2,15 @@
 //! memory.
 
 use std::{
-    collections::HashMap,
     fmt,
-    sync::{Arc, RwLock},
+    sync::Arc,
     task::{Context, Poll},
 };
 
-use palisade_core::key::{Key, KeyExtractor, RequestHead};
+use palisade_core::{
+    key::{Key, KeyExtractor, RequestHead},
+    registry::{Idle, KeyedRegistry},
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -44,8 +46,14 @@ pub struct BreakerRegistry {
 
 struct Registry {
     policy: BreakerPolicy,
-    max_keys: usize,
-    breakers: RwLock<HashMap<Key, CircuitBreaker>>,
+    breakers: KeyedRegistry<CircuitBreaker>,
+}
+
+/// A closed breaker holds nothing worth keeping but its window.
+impl Idle for CircuitBreaker {
+    fn is_idle(&self) -> bool {
+        self.state() == State::Closed
+    }
 }
 
 impl BreakerRegistry {
@@ -54,8 +62,7 @@ impl BreakerRegistry {
         BreakerRegistry {
             inner: Arc::new(Registry {
                 policy,
-                max_keys: max_keys.max(1),
-                breakers: RwLock::new(HashMap::new()),
+                breakers: KeyedRegistry::new(max_keys),
             }),
         }
     }
@@ -63,42 +70,16 @@ impl BreakerRegistry {
     /// The breaker of `key`, created if needed.
     pub fn get(&self, key: &Key) -> CircuitBreaker {
         let inner = &*self.inner;
-        if let Some(found) = inner
-            .breakers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
-            return found.clone();
-        }
-        let mut breakers = inner.breakers.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(found) = breakers.get(key) {
-            return found.clone();
-        }
-        if breakers.len() >= inner.max_keys {
-            let victim = breakers
-                .iter()
-                .find(|(_, b)| b.state() == State::Closed)
-                .or_else(|| breakers.iter().next())
-                .map(|(k, _)| k.clone());
-            if let Some(victim) = victim {
-                breakers.remove(&victim);
-            }
-        }
-        let mut policy = inner.policy.clone();
-        policy.name = format!("{}/{}", inner.policy.name, key).into();
-        let breaker = CircuitBreaker::with_metrics_name(policy, inner.policy.name.clone());
-        breakers.insert(key.clone(), breaker.clone());
-        breaker
+        inner.breakers.get_or_insert_with(key, || {
+            let mut policy = inner.policy.clone();
+            policy.name = format!("{}/{}", inner.policy.name, key).into();
+            CircuitBreaker::with_metrics_name(policy, inner.policy.name.clone())
+        })
     }
 
     /// How many breakers exist.
     pub fn len(&self) -> usize {
-        self.inner
-            .breakers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.inner.breakers.len()
     }
 
     /// Whether none exists yet.
@@ -108,13 +89,8 @@ impl BreakerRegistry {
 
     /// Every breaker's state, for a health endpoint.
     pub fn snapshots(&self) -> Vec<crate::Snapshot> {
-        self.inner
-            .breakers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(CircuitBreaker::snapshot)
-            .collect()
+        let breakers = self.inner.breakers.values();
+        breakers.iter().map(CircuitBreaker::snapshot).collect()
     }
 }
 

@@ -2,11 +2,10 @@
 //! memory.
 
 use std::{
-    collections::HashMap,
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, RwLock},
+    sync::Arc,
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -15,6 +14,7 @@ use http::{Request, Response};
 use palisade_core::{
     ProblemJson, Responder,
     key::{Key, KeyExtractor, RequestHead},
+    registry::{Idle, KeyedRegistry},
 };
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -45,8 +45,17 @@ pub struct PoolRegistry {
 
 struct RegistryInner {
     config: PoolConfig,
-    max_keys: usize,
-    pools: RwLock<HashMap<Key, Pool>>,
+    pools: KeyedRegistry<Pool>,
+}
+
+/// A pool with nothing active or queued holds nothing but its configuration.
+impl Idle for Pool {
+    fn is_idle(&self) -> bool {
+        self.snapshot()
+            .tiers
+            .iter()
+            .all(|t| t.active == 0 && t.queued == 0)
+    }
 }
 
 impl PoolRegistry {
@@ -55,8 +64,7 @@ impl PoolRegistry {
         PoolRegistry {
             inner: Arc::new(RegistryInner {
                 config,
-                max_keys: max_keys.max(1),
-                pools: RwLock::new(HashMap::new()),
+                pools: KeyedRegistry::new(max_keys),
             }),
         }
     }
@@ -66,46 +74,14 @@ impl PoolRegistry {
     /// evicted pool while new calls start in a fresh one.
     pub fn get(&self, key: &Key) -> Pool {
         let inner = &*self.inner;
-        if let Some(pool) = inner
+        inner
             .pools
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
-            return pool.clone();
-        }
-        let mut pools = inner.pools.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(pool) = pools.get(key) {
-            return pool.clone();
-        }
-        if pools.len() >= inner.max_keys {
-            let idle = |p: &Pool| {
-                p.snapshot()
-                    .tiers
-                    .iter()
-                    .all(|t| t.active == 0 && t.queued == 0)
-            };
-            let victim = pools
-                .iter()
-                .find(|(_, p)| idle(p))
-                .or_else(|| pools.iter().next())
-                .map(|(k, _)| k.clone());
-            if let Some(victim) = victim {
-                pools.remove(&victim);
-            }
-        }
-        let pool = Pool::new(inner.config.clone());
-        pools.insert(key.clone(), pool.clone());
-        pool
+            .get_or_insert_with(key, || Pool::new(inner.config.clone()))
     }
 
     /// How many pools exist.
     pub fn len(&self) -> usize {
-        self.inner
-            .pools
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.inner.pools.len()
     }
 
     /// Whether none exists yet.

@@ -9,6 +9,7 @@
 //! - [`redis`] (feature `redis`): the client trait (fred and redis-rs adapters), one `EVALSHA`
 //!   per decision reloaded on `NOSCRIPT`, and the backend value every Redis store embeds;
 //! - [`OnBackendError`]: fail open or fail closed when the backend cannot decide;
+//! - [`registry`]: one value per key (breakers, pools), bounded, idle entries evicted first;
 //! - [`token`]: owner tokens for claims and locks; [`random`]: the one random source;
 //! - [`body`]: bodies read into memory up to a limit, and sent on (whole, or what was read
 //!   then the rest);
@@ -54,6 +55,7 @@ pub mod random;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod redis_key;
+pub mod registry;
 pub mod responder;
 pub mod token;
 pub mod wire;
