@@ -18,10 +18,9 @@
 //! assert!(keys.key("api", &hostile).starts_with("palisade:ratelimit:api:{#"));
 //! ```
 
-use std::{fmt::Write, sync::Arc};
+use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
+pub use crate::key::digest_hex;
 use crate::key::{Key, MAX_KEY_MATERIAL};
 
 /// Builds the Redis key names of one layer.
@@ -93,16 +92,6 @@ fn sanitize(part: &str) -> String {
             }
         })
         .collect()
-}
-
-/// The first 128 bits of SHA-256 of `bytes`, as 32 lowercase hex digits.
-pub fn digest_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(32);
-    for byte in &digest[..16] {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }
 
 #[cfg(test)]

@@ -90,27 +90,34 @@
 #![warn(missing_docs)]
 
 mod body;
+mod capture;
+mod claim_guard;
 mod client_key;
 pub mod dedup;
 mod fingerprint;
 pub mod header;
+mod journey;
 mod json;
 mod layer;
+mod metrics;
 mod outcome;
+mod policy;
 mod record;
 mod rejection;
 mod service;
 pub mod store;
 
 pub use body::IdempotencyBody;
+pub use body::InnerBody;
 pub use client_key::idempotency_key_for;
 pub use dedup::{Deduplicator, Processed};
 pub use fingerprint::Fingerprint;
-pub use layer::{IdempotencyLayer, InFlight};
+pub use layer::IdempotencyLayer;
 pub use outcome::{IdempotencyRecord, NotApplied, UnknownOutcome};
+pub use policy::InFlight;
 pub use record::{CorruptRecord, StoredResponse};
 pub use rejection::IdempotencyRejection;
-pub use service::{Idempotency, IdempotencyFuture, InnerBody};
+pub use service::{Idempotency, IdempotencyFuture};
 #[cfg(all(feature = "redis", feature = "postgres"))]
 pub use store::DualStore;
 #[cfg(feature = "postgres")]

@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use crate::{
     Decision, Policy, headers,
-    service::{Verdict, verdict},
+    verdict::{Verdict, verdict},
 };
 
 /// What a request waiting for a remote decision keeps.

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::{Decision, policy::Limit, policy::PolicyError};
+use crate::Decision;
 
 /// `RateLimit-Policy`.
 pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -20,33 +20,6 @@ pub static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-
 pub static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 /// `X-RateLimit-Reset` (Unix seconds).
 pub static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-
-pub(crate) fn sf_string(name: &str) -> Result<String, PolicyError> {
-    let name = sfv::StringRef::from_str(name)
-        .map_err(|e| PolicyError::invalid(format!("limit name `{name}`: {e}")))?;
-    let mut out = String::new();
-    let _ = sfv::ItemSerializer::with_buffer(&mut out).bare_item(name);
-    Ok(out)
-}
-
-/// `"burst";q=100;w=60, "daily";q=1000;w=86400`.
-pub(crate) fn policy_header(limits: &[Limit]) -> Result<HeaderValue, PolicyError> {
-    let mut list = sfv::ListSerializer::new();
-    for limit in limits {
-        let name = sfv::StringRef::from_str(limit.name())
-            .map_err(|e| PolicyError::invalid(format!("limit name `{}`: {e}", limit.name())))?;
-        let quota = sfv::Integer::try_from(limit.algorithm().quota())
-            .map_err(|e| PolicyError::invalid(e.to_string()))?;
-        let window = sfv::Integer::try_from(limit.algorithm().window().div_ceil(1_000_000).max(1))
-            .map_err(|e| PolicyError::invalid(e.to_string()))?;
-        let _ = list
-            .bare_item(name)
-            .parameter(sfv::KeyRef::constant("q"), quota)
-            .parameter(sfv::KeyRef::constant("w"), window);
-    }
-    let value = list.finish().unwrap_or_default();
-    HeaderValue::from_str(&value).map_err(|e| PolicyError::invalid(e.to_string()))
-}
 
 /// `"burst";r=0;t=3, "daily";r=997;t=52000`.
 ///

@@ -91,6 +91,7 @@
 
 pub mod algorithm;
 mod decision;
+mod error;
 mod future;
 pub mod headers;
 mod layer;
@@ -99,7 +100,9 @@ mod policy;
 mod rejection;
 mod select;
 mod service;
+mod sf;
 pub mod store;
+mod verdict;
 
 pub use algorithm::{Algorithm, FixedWindow, Gcra, SlidingWindowLog, TokenBucket};
 pub use decision::{Decision, LimitOutcome};

@@ -33,20 +33,10 @@ use palisade_core::OnBackendError;
 use serde::Deserialize;
 
 use crate::algorithm::{Algorithm, FixedWindow, Gcra, SlidingWindowLog, TokenBucket};
+pub use crate::error::PolicyError;
 
 /// Most limits one policy may hold (all checked in one atomic step).
 pub const MAX_LIMITS: usize = 4;
-
-/// A policy or limit that cannot work, with what to change.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid rate-limit policy: {0}")]
-pub struct PolicyError(String);
-
-impl PolicyError {
-    pub(crate) fn invalid(message: impl Into<String>) -> Self {
-        PolicyError(message.into())
-    }
-}
 
 /// One named limit: an [`Algorithm`] with its parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +54,7 @@ impl Limit {
         validate_name("limit", name)?;
         Ok(Limit {
             name: name.into(),
-            sf_name: crate::headers::sf_string(name)?.into(),
+            sf_name: crate::sf::sf_string(name)?.into(),
             algorithm: algorithm.into(),
         })
     }
@@ -289,7 +279,11 @@ impl PolicyBuilder {
                 Arc::from(format!("{}.{}.{}", self.name, l.name, code))
             })
             .collect();
-        let header = crate::headers::policy_header(&self.limits)?;
+        let header = crate::sf::policy_header(
+            self.limits
+                .iter()
+                .map(|l| (l.name(), l.algorithm().quota(), l.algorithm().window())),
+        )?;
         Ok(Policy {
             inner: Arc::new(PolicyInner {
                 name: self.name.into(),
@@ -383,8 +377,9 @@ impl TryFrom<PolicyConfig> for Policy {
     type Error = PolicyError;
 
     fn try_from(config: PolicyConfig) -> Result<Policy, PolicyError> {
-        let context =
-            |e: PolicyError| PolicyError::invalid(format!("policy `{}`: {}", config.name, e.0));
+        let context = |e: PolicyError| {
+            PolicyError::invalid(format!("policy `{}`: {}", config.name, e.message()))
+        };
         let mut builder = Policy::builder(&config.name).on_backend_error(config.on_backend_error);
         for limit in &config.limits {
             builder = match limit {

@@ -26,7 +26,13 @@ mod principal;
 #[cfg(feature = "axum")]
 mod route;
 
-use std::{fmt, net::IpAddr, sync::Arc};
+use std::{
+    fmt::{self, Write},
+    net::IpAddr,
+    sync::Arc,
+};
+
+use sha2::{Digest, Sha256};
 
 pub use client_ip::{ClientIp, ForwardedHeader, PeerAddr};
 pub use closure::FnKey;
@@ -73,6 +79,16 @@ pub enum Key {
     Composite(Arc<[Key]>),
 }
 
+/// The first 128 bits of SHA-256 of `bytes`, as 32 lowercase hex digits.
+pub fn digest_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(32);
+    for byte in &digest[..16] {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
 impl Key {
     /// A text key `label:value`. Values that are not [verbatim](is_verbatim) — longer than
     /// [`MAX_KEY_MATERIAL`] bytes, holding bytes outside printable ASCII, or a `#` or `|` — are
@@ -87,7 +103,7 @@ impl Key {
             s.push_str(std::str::from_utf8(value).unwrap_or_default());
         } else {
             s.push('#');
-            s.push_str(&crate::redis_key::digest_hex(value));
+            s.push_str(&digest_hex(value));
         }
         Key::Text(s.into())
     }

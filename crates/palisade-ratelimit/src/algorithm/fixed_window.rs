@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::{LimitState, MAX_EXACT, Micros, Step, Update};
-use crate::policy::PolicyError;
+use crate::error::PolicyError;
 
 /// `quota` units per fixed window aligned to the Unix epoch (every minute on the minute…).
 ///

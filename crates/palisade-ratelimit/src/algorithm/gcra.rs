@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::{LimitState, MAX_EXACT, Micros, Step, Update};
-use crate::policy::PolicyError;
+use crate::error::PolicyError;
 
 /// The generic cell rate algorithm: `quota` per `window`, bursts of up to `burst` (default:
 /// the quota), kept as one timestamp per key.

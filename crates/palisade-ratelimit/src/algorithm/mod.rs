@@ -16,7 +16,7 @@ mod token_bucket;
 
 use std::collections::VecDeque;
 
-use crate::policy::PolicyError;
+use crate::error::PolicyError;
 
 pub use fixed_window::FixedWindow;
 pub use gcra::Gcra;

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::{LimitState, Micros, Step, Update};
-use crate::policy::PolicyError;
+use crate::error::PolicyError;
 
 /// Largest quota of a sliding-window log: it keeps one entry per admitted unit.
 pub const MAX_LOG_QUOTA: u64 = 1_000_000;

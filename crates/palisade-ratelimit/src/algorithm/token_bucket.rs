@@ -1,5 +1,5 @@
 use super::{LimitState, MAX_EXACT, Micros, Step, Update, div_ceil};
-use crate::policy::PolicyError;
+use crate::error::PolicyError;
 
 const MILLI: u64 = 1_000;
 const SECOND: u64 = 1_000_000;
