@@ -6,7 +6,7 @@
 //! use palisade_bulkhead::{BulkheadLayer, Pool, PoolConfig};
 //!
 //! // The seed's tiers: optional (4, queue 6), standard (8, queue 12), critical (5, queue 10).
-//! let pool = Pool::new(PoolConfig::seed_tiers("partner-api"));
+//! let pool = Pool::new(PoolConfig::three_tiers("partner-api"));
 //! let checkout = BulkheadLayer::new(pool.clone(), pool.tier("critical").unwrap());
 //! let recommendations = BulkheadLayer::new(pool.clone(), pool.tier("optional").unwrap());
 //! // Router::new()

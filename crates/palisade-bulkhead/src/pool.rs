@@ -17,7 +17,7 @@ use crate::tier::PoolConfig;
 /// use std::time::Duration;
 /// use palisade_bulkhead::{Pool, PoolConfig};
 ///
-/// let pool = Pool::new(PoolConfig::seed_tiers("partner-api"));
+/// let pool = Pool::new(PoolConfig::three_tiers("partner-api"));
 /// let critical = pool.tier("critical").unwrap();
 /// let permit = pool.try_acquire(critical).unwrap();
 /// assert_eq!(pool.snapshot().tiers[critical].active, 1);

@@ -33,7 +33,7 @@ use crate::{
 /// use palisade_bulkhead::{BulkheadLayer, Pool, PoolConfig};
 /// use tower::{Layer, ServiceExt};
 ///
-/// let pool = Pool::new(PoolConfig::seed_tiers("partner-api"));
+/// let pool = Pool::new(PoolConfig::three_tiers("partner-api"));
 /// let critical = BulkheadLayer::new(pool.clone(), pool.tier("critical").unwrap());
 /// let svc = critical.layer(tower::service_fn(|_req: http::Request<()>| async {
 ///     Ok::<_, Infallible>(http::Response::new(axum::body::Body::empty()))

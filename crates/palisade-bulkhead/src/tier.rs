@@ -34,18 +34,18 @@ impl Tier {
         self
     }
 
-    /// The seed's Critical tier: 5 concurrent, 10 queued, up to 300 s of waiting (payments,
+    /// The critical tier preset: 5 concurrent, 10 queued, up to 300 s of waiting (payments,
     /// auth).
     pub fn critical() -> Self {
         Tier::new("critical", 5).queue(10, Duration::from_secs(300))
     }
 
-    /// The seed's Standard tier: 8 concurrent, 12 queued, up to 60 s.
+    /// The standard tier preset: 8 concurrent, 12 queued, up to 60 s.
     pub fn standard() -> Self {
         Tier::new("standard", 8).queue(12, Duration::from_secs(60))
     }
 
-    /// The seed's Optional tier: 4 concurrent, 6 queued, up to 10 s (recommendations, enrichment).
+    /// The optional tier preset: 4 concurrent, 6 queued, up to 10 s (recommendations, enrichment).
     pub fn optional() -> Self {
         Tier::new("optional", 4).queue(6, Duration::from_secs(10))
     }
@@ -54,7 +54,7 @@ impl Tier {
 /// The tiers of a pool, lowest priority first.
 ///
 /// Priority admission: a tier may use its own slots and those of the tiers **below** it, never
-/// those of tiers above. With the seed's presets (`optional`, `standard`, `critical`) optional
+/// those of tiers above. With the presets of [`PoolConfig::three_tiers`] optional
 /// work runs at most 4 at once, standard at most 12, critical all 17 — so a flood of optional
 /// work never takes the 13 slots standard and critical count on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,8 +108,9 @@ impl PoolConfig {
         )
     }
 
-    /// The seed's three tiers: optional < standard < critical.
-    pub fn seed_tiers(name: &'static str) -> Self {
+    /// Three tiers, optional < standard < critical ([`Tier::optional`], [`Tier::standard`],
+    /// [`Tier::critical`]: 4, 8 and 5 slots).
+    pub fn three_tiers(name: &'static str) -> Self {
         PoolConfig::new(
             name,
             vec![Tier::optional(), Tier::standard(), Tier::critical()],

@@ -117,7 +117,7 @@ async fn the_max_wait_is_honoured() {
 
 #[tokio::test]
 async fn a_flood_of_optional_work_never_blocks_critical_work() {
-    let pool = Pool::new(PoolConfig::seed_tiers("api"));
+    let pool = Pool::new(PoolConfig::three_tiers("api"));
     let (optional, standard, critical) = (
         pool.tier("optional").unwrap(),
         pool.tier("standard").unwrap(),

@@ -59,7 +59,7 @@ type DeadLetterHook = Arc<dyn Fn(&str, u32, &dyn fmt::Display) + Send + Sync>;
 /// the attempt; after `max_attempts` failures the dead-letter hook runs and the message is
 /// marked done.
 ///
-/// With a [`DualStore`](crate::DualStore) this is the seed's dual layer: Redis answers
+/// With a [`DualStore`](crate::DualStore) this is the two-layer design: Redis answers
 /// duplicates in one round trip, PostgreSQL's unique key is the durable source of truth (a
 /// flushed Redis does not reprocess anything), and a PostgreSQL hit is backfilled into Redis.
 ///
