@@ -5,7 +5,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use palisade_bulkhead::{BulkheadLayer, Pool, PoolConfig};
 //!
-//! // The seed's tiers: optional (4, queue 6), standard (8, queue 12), critical (5, queue 10).
+//! // Three tiers: optional (4, queue 6), standard (8, queue 12), critical (5, queue 10).
 //! let pool = Pool::new(PoolConfig::three_tiers("partner-api"));
 //! let checkout = BulkheadLayer::new(pool.clone(), pool.tier("critical").unwrap());
 //! let recommendations = BulkheadLayer::new(pool.clone(), pool.tier("optional").unwrap());

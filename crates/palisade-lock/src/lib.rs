@@ -18,7 +18,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The seed's `async with RedisLock(redis, "payment:order-123")`, in Rust — one expression,
+//! Python's `async with RedisLock(redis, "payment:order-123")`, in Rust — one expression,
 //! released on every path, the work cancelled if the lock is lost:
 //!
 //! ```no_run
