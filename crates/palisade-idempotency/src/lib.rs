@@ -57,6 +57,22 @@
 //! | [`PostgresStore`] (feature `postgres`) | yes | yes | 1 (2 on conflict) / 1 |
 //! | [`DualStore`] (both) | yes | yes | replays 1 (Redis); first execution 2 / 2 |
 //!
+//! Every store is a twin of one pure state machine, [`state`]: the memory store runs it, and a
+//! differential test runs random operation sequences through it and through the Redis scripts
+//! (both clients) and the PostgreSQL statements, comparing every answer.
+//!
+//! # Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `layer.rs`, `policy.rs` | [`IdempotencyLayer`] and its settings ([`InFlight`]) |
+//! | `service.rs`, `journey.rs` | the service, and one keyed request's way through it |
+//! | `capture.rs`, `claim_guard.rs` | the response kept and stored; the claim settled however the request ends |
+//! | [`state`] | the record's pure state machine |
+//! | [`store`] | memory, Redis (`scripts/*.lua`), PostgreSQL and dual stores |
+//! | [`dedup`] | [`Deduplicator`] for message consumers |
+//! | `fingerprint.rs`, [`header`], `record.rs`, `rejection.rs`, `body.rs` | request fingerprints, the header, stored responses, refusals, bodies |
+//!
 //! # Guarantees, honestly
 //!
 //! - Of concurrent requests with one key, exactly one runs while its claim is held; the claim
@@ -105,6 +121,7 @@ mod policy;
 mod record;
 mod rejection;
 mod service;
+pub mod state;
 pub mod store;
 
 pub use body::IdempotencyBody;

@@ -11,9 +11,13 @@ use palisade_core::BackendError;
 use tokio::time::Instant;
 
 use super::{Claim, Failed, IdempotencyStore, Owner, RecordKey};
-use crate::record::NOT_KEPT;
+use crate::{
+    record::NOT_KEPT,
+    state::{self, Phase, Record, Step},
+};
 
-/// Records in a mutex-guarded map, timed by tokio's clock (so tests can pause time).
+/// Records in a mutex-guarded map, timed by tokio's clock (so tests can pause time), each
+/// step the [`state`](crate::state) machine's.
 ///
 /// For one process only — development, tests, a single instance. Several replicas each with
 /// their own `MemoryStore` do **not** deduplicate across each other: use [`RedisStore`] or
@@ -52,7 +56,7 @@ impl Default for MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    records: HashMap<RecordKey, Record>,
+    records: HashMap<RecordKey, Record<Instant>>,
     // Never more records than this (live ones; expired ones are swept first).
     max_records: usize,
     // Bytes of stored responses, and their bound.
@@ -61,22 +65,6 @@ struct Inner {
     // Expired records are dropped when the map reaches this size (then it doubles from what
     // is left): amortised O(1) per insert, memory bounded by twice the live records.
     sweep_at: usize,
-}
-
-#[derive(Debug)]
-struct Record {
-    fingerprint: String,
-    state: State,
-    failures: u32,
-    // The lease's end while processing; the retention's end otherwise.
-    expires_at: Instant,
-}
-
-#[derive(Debug)]
-enum State {
-    Processing(Owner),
-    Completed(Bytes),
-    Released,
 }
 
 impl MemoryStore {
@@ -134,18 +122,9 @@ impl MemoryStore {
     ) -> Result<Claim, BackendError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        let failures = match inner.records.get(key) {
-            Some(record) if record.expires_at > now => match &record.state {
-                State::Released => record.failures,
-                _ if record.fingerprint != fingerprint => return Ok(Claim::Mismatch),
-                State::Processing(_) => {
-                    return Ok(Claim::InFlight {
-                        lease_left: record.expires_at - now,
-                    });
-                }
-                State::Completed(response) => return Ok(Claim::Completed(response.clone())),
-            },
-            _ => 0,
+        let step = state::claim(inner.records.get(key), now, fingerprint, owner, lease);
+        let Some(record) = step.write else {
+            return Ok(step.reply);
         };
         inner.sweep(now);
         if inner.records.len() >= inner.max_records && !inner.records.contains_key(key) {
@@ -158,47 +137,31 @@ impl MemoryStore {
                 )));
             }
         }
-        let replaced = inner.records.insert(
-            key.clone(),
-            Record {
-                fingerprint: fingerprint.to_owned(),
-                state: State::Processing(owner.clone()),
-                failures,
-                expires_at: now + lease,
-            },
-        );
-        if let Some(old) = replaced {
-            inner.bytes = inner.bytes.saturating_sub(old.weight());
-        }
-        Ok(Claim::Acquired)
+        inner.write(key, record, now);
+        Ok(step.reply)
     }
 
-    // The record `owner` holds, if its lease is still running.
-    fn with_owned<T>(
+    // Runs one step of the state machine on `key`'s record and writes its result.
+    fn step<R>(
         &self,
         key: &RecordKey,
-        owner: &Owner,
-        f: impl FnOnce(&mut Record, Instant) -> T,
-    ) -> Option<T> {
+        step: impl FnOnce(Option<&Record<Instant>>, Instant) -> Step<Instant, R>,
+    ) -> R {
         let now = Instant::now();
         let mut inner = self.lock();
-        let record = inner.records.get_mut(key)?;
-        match &record.state {
-            State::Processing(holder) if holder == owner && record.expires_at > now => {
-                Some(f(record, now))
-            }
-            _ => None,
+        let step = step(inner.records.get(key), now);
+        if let Some(record) = step.write {
+            inner.write(key, record, now);
         }
+        step.reply
     }
 }
 
-impl Record {
-    // The bytes this record keeps.
-    fn weight(&self) -> usize {
-        match &self.state {
-            State::Completed(response) => response.len(),
-            _ => 0,
-        }
+// The bytes a record keeps.
+fn weight(record: &Record<Instant>) -> usize {
+    match &record.phase {
+        Phase::Completed(response) => response.len(),
+        _ => 0,
     }
 }
 
@@ -213,7 +176,7 @@ impl Inner {
     fn sweep_now(&mut self, now: Instant) {
         self.records.retain(|_, r| r.expires_at > now);
         self.sweep_at = self.records.len() * 2;
-        self.bytes = self.records.values().map(Record::weight).sum();
+        self.bytes = self.records.values().map(weight).sum();
     }
 
     // Keeps `response`, or — when it would not fit even after a sweep — the "not kept" marker.
@@ -230,12 +193,16 @@ impl Inner {
         kept
     }
 
-    // Whether `owner` holds `key` with its lease running.
-    fn owns(&self, key: &RecordKey, owner: &Owner, now: Instant) -> bool {
-        self.records.get(key).is_some_and(|record| {
-            record.expires_at > now
-                && matches!(&record.state, State::Processing(holder) if holder == owner)
-        })
+    // Replaces `key`'s record, keeping the bytes count: a completed response is admitted (or
+    // replaced by the "not kept" marker when it would not fit).
+    fn write(&mut self, key: &RecordKey, mut record: Record<Instant>, now: Instant) {
+        if let Some(old) = self.records.remove(key) {
+            self.bytes = self.bytes.saturating_sub(weight(&old));
+        }
+        if let Phase::Completed(response) = &mut record.phase {
+            *response = self.admit(std::mem::take(response), now);
+        }
+        self.records.insert(key.clone(), record);
     }
 }
 
@@ -257,17 +224,9 @@ impl IdempotencyStore for MemoryStore {
         response: Bytes,
         retention: Duration,
     ) -> Result<bool, BackendError> {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        if !inner.owns(key, owner, now) {
-            return Ok(false);
-        }
-        let kept = inner.admit(response, now);
-        if let Some(record) = inner.records.get_mut(key) {
-            record.state = State::Completed(kept);
-            record.expires_at = now + retention;
-        }
-        Ok(true)
+        Ok(self.step(key, |record, now| {
+            state::complete(record, now, owner, response, retention)
+        }))
     }
 
     async fn release(
@@ -291,28 +250,8 @@ impl IdempotencyStore for MemoryStore {
         dead: Bytes,
         retention: Duration,
     ) -> Result<Option<Failed>, BackendError> {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        if !inner.owns(key, owner, now) {
-            return Ok(None);
-        }
-        let Some(failures) = inner.records.get(key).map(|r| r.failures + 1) else {
-            return Ok(None);
-        };
-        let retired = failures >= max_attempts;
-        let state = if retired {
-            State::Completed(inner.admit(dead, now))
-        } else {
-            State::Released
-        };
-        if let Some(record) = inner.records.get_mut(key) {
-            record.failures = failures;
-            record.state = state;
-            record.expires_at = now + retention;
-        }
-        Ok(Some(Failed {
-            attempts: failures,
-            retired,
+        Ok(self.step(key, |record, now| {
+            state::fail(record, now, owner, max_attempts, dead, retention)
         }))
     }
 
@@ -322,9 +261,7 @@ impl IdempotencyStore for MemoryStore {
         owner: &Owner,
         lease: Duration,
     ) -> Result<bool, BackendError> {
-        Ok(self
-            .with_owned(key, owner, |record, now| record.expires_at = now + lease)
-            .is_some())
+        Ok(self.step(key, |record, now| state::renew(record, now, owner, lease)))
     }
 }
 
