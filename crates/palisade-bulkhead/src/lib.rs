@@ -48,7 +48,7 @@
 mod adaptive;
 mod fallback;
 #[cfg(feature = "redis")]
-mod fleet;
+pub mod fleet;
 mod keyed;
 mod pool;
 mod rejection;

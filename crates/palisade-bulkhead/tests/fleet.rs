@@ -285,3 +285,34 @@ async fn late_acquisitions_give_their_slots_back() {
         permit.release().await;
     }
 }
+
+/// Regression: every script call set the key's expiry from the *caller's* lease, so an
+/// instance configured with a short lease made the whole set expire while another instance's
+/// long lease was live — and the next acquisition found every slot free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lease_elsewhere_never_expires_a_long_one() {
+    let redis = TestRedis::connect().await;
+    let long = instance(
+        redis.another_client().await,
+        &redis.prefix,
+        1,
+        Duration::from_secs(10),
+    );
+    let short = instance(
+        redis.another_client().await,
+        &redis.prefix,
+        1,
+        Duration::from_millis(100),
+    );
+    let held = long.try_acquire().await.unwrap();
+    // The short-lease instance touches the set (a refused acquisition), then all is quiet for
+    // longer than its lease × 2 + 1 s — far less than the long lease.
+    assert!(short.try_acquire().await.is_err());
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let second = short.try_acquire().await;
+    assert!(
+        matches!(second, Err(FleetError::Full { .. })),
+        "a second holder while the long lease is live: {second:?}"
+    );
+    held.release().await;
+}
