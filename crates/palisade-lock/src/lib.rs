@@ -39,8 +39,8 @@
 //! | backend | feature | fencing tokens | survives | notes |
 //! |---|---|---|---|---|
 //! | [`MemoryLock`] | — | yes | nothing | one process only |
-//! | [`RedisLock`] | `redis` | yes (counter seeded by server time) | a restart only with persistence | one round trip to acquire |
-//! | [`Redlock`] | `redis` | **no** (see its docs) | a minority of N nodes down | N parallel round trips |
+//! | [`RedisLock`] | `fred` / `redis-rs` | yes (counter seeded by server time) | a restart only with persistence | one round trip to acquire |
+//! | [`Redlock`] | `fred` / `redis-rs` | **no** (see its docs) | a minority of N nodes down | N parallel round trips |
 //! | [`PgAdvisoryLock`] | `postgres` | with `with_fencing` | — (session dies → lock released) | holds a pooled connection while held |
 //! | [`lock_xact`] | `postgres` | — | — | released at commit / rollback |
 //!
@@ -74,8 +74,19 @@
 //! `palisade_lock_requests_total{outcome}` (layer: `acquired`, `locked`),
 //! `palisade_backend_errors_total{layer="lock"}`.
 //!
+//! # Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `locker.rs`, `guard.rs`, `held.rs` | the [`Locker`] trait, the [`LockGuard`] and its watchdog, [`HeldLock`] |
+//! | `store/` | `memory.rs`, `redis.rs` (scripts in `scripts/*.lua`), `redlock.rs`, `postgres.rs` |
+//! | `quorum` (feature `redis`) | Redlock's quorum and validity arithmetic, pure |
+//! | `layer.rs`, `service.rs`, `rejection.rs` | [`LockLayer`], [`LockService`], [`Locked`] |
+//! | [`fencing`] | the resource side: fenced writes |
+//!
 //! # Features
-//! - `redis` (default): [`RedisLock`], [`Redlock`], [`fencing::fenced_set`].
+//! - `fred` (default) or `redis-rs`: [`RedisLock`], [`Redlock`], [`fencing::fenced_set`] on
+//!   that client (`redis` alone: generic over `palisade_core::redis::RedisClient`).
 //! - `postgres`: [`PgAdvisoryLock`], [`lock_xact`], [`held_advisory_locks`],
 //!   [`fencing::check_fence`].
 //! - `axum`: [`HeldLock`] as an axum extractor.
@@ -85,29 +96,31 @@
 mod error;
 pub mod fencing;
 mod guard;
+mod held;
 mod layer;
 mod locker;
-mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
 #[cfg(feature = "redis")]
-mod redis;
-#[cfg(feature = "redis")]
-mod redlock;
+pub mod quorum;
+mod rejection;
+mod service;
+mod store;
 
 pub use error::LockError;
 pub use guard::{Held, HeldFuture, LockGuard, safety_margin};
-pub use layer::{HeldLock, LockLayer, LockService, Locked};
+pub use held::HeldLock;
+pub use layer::LockLayer;
 pub use locker::Locker;
-pub use memory::MemoryLock;
 /// The decoded path segment extractor, from `palisade-core` (re-exported here for lock names).
 pub use palisade_core::key::PathSegment;
+pub use rejection::Locked;
+pub use service::LockService;
+pub use store::memory::MemoryLock;
 #[cfg(feature = "postgres")]
-pub use postgres::{
+pub use store::postgres::{
     AdvisoryKey, HeldAdvisoryLock, MIGRATION, PgAdvisoryLock, held_advisory_locks, lock_xact,
     try_lock_xact,
 };
 #[cfg(feature = "redis")]
-pub use redis::RedisLock;
+pub use store::redis::RedisLock;
 #[cfg(feature = "redis")]
-pub use redlock::{Redlock, TooFewNodes};
+pub use store::redlock::{Redlock, TooFewNodes};

@@ -72,50 +72,7 @@ impl RecordKey {
     }
 }
 
-/// A claim's owner: a random token only its holder knows.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Owner(String);
-
-impl Owner {
-    /// A fresh token, unique across processes
-    /// ([`unique_token`](palisade_core::token::unique_token)). Tokens never leave the server,
-    /// so they need to be unique, not unguessable.
-    pub fn unique() -> Owner {
-        Owner(palisade_core::token::unique_token())
-    }
-
-    /// The token.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// What a claim found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The key was free (new, expired, or released): the caller now owns it until the lease
-    /// ends and must complete or release it.
-    Acquired,
-    /// Another request holds the key with the same fingerprint; its lease has this long left.
-    InFlight {
-        /// Time left on the holder's lease.
-        lease_left: Duration,
-    },
-    /// The operation completed; here is its stored response (encoded).
-    Completed(Bytes),
-    /// The key is held or completed with a different request fingerprint.
-    Mismatch,
-}
-
-/// A failed attempt, as [`IdempotencyStore::fail`] recorded it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Failed {
-    /// Failed attempts so far, this one included.
-    pub attempts: u32,
-    /// Whether this was the last allowed attempt: the record is now completed with the
-    /// dead-letter marker, so nobody runs it again.
-    pub retired: bool,
-}
+pub use crate::state::{Claim, Failed, Owner};
 
 /// Keeps idempotency records. See the [module docs](self) for the states.
 ///

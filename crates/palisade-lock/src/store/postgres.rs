@@ -19,7 +19,7 @@ use palisade_core::BackendError;
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The shipped migration: fencing counters and fenced resources.
-pub const MIGRATION: &str = include_str!("../migrations/0001_palisade_lock_fences.sql");
+pub const MIGRATION: &str = include_str!("../../migrations/0001_palisade_lock_fences.sql");
 
 /// The key of an advisory lock.
 ///

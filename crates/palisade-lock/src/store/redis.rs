@@ -21,11 +21,11 @@ use crate::{
 };
 
 static ACQUIRE: LazyLock<RedisScript> =
-    LazyLock::new(|| RedisScript::new(include_str!("scripts/acquire.lua")));
+    LazyLock::new(|| RedisScript::new(include_str!("../scripts/acquire.lua")));
 pub(crate) static RELEASE: LazyLock<RedisScript> =
-    LazyLock::new(|| RedisScript::new(include_str!("scripts/release.lua")));
+    LazyLock::new(|| RedisScript::new(include_str!("../scripts/release.lua")));
 pub(crate) static EXTEND: LazyLock<RedisScript> =
-    LazyLock::new(|| RedisScript::new(include_str!("scripts/extend.lua")));
+    LazyLock::new(|| RedisScript::new(include_str!("../scripts/extend.lua")));
 
 /// A lock on one Redis: `SET NX PX` with a random owner token, released and extended only by
 /// owner-checked scripts, each acquisition issuing a **fencing token** in the same script:

@@ -17,7 +17,8 @@ use crate::{
     error::check_name,
     guard::{Held, HeldFuture},
     locker::owner_token,
-    redis::{EXTEND, RELEASE, millis},
+    quorum::{self, Acquisition, Extension},
+    store::redis::{EXTEND, RELEASE, millis},
 };
 
 static SET_NX: std::sync::LazyLock<RedisScript> = std::sync::LazyLock::new(|| {
@@ -31,7 +32,8 @@ static SET_NX: std::sync::LazyLock<RedisScript> = std::sync::LazyLock::new(|| {
 /// Acquisition sends `SET NX PX` to every node **in parallel**, each bounded by a per-node
 /// timeout (default 50 ms, far below the TTL, so a dead or paused node costs at most that).
 /// The lock is held when a quorum of N/2+1 nodes granted it and time remains: validity =
-/// TTL − elapsed − drift, with drift = 1 % of the TTL + 2 ms. Otherwise it is released on
+/// TTL − elapsed − drift, with drift = 1 % of the TTL + 2 ms (the arithmetic is
+/// [`quorum`](crate::quorum), pure and tested alone). Otherwise it is released on
 /// **every** node (so no partial locks are left) and [`try_acquire`](Locker::try_acquire) returns
 /// `Ok(None)`; [`acquire`](Locker::acquire) retries after a random delay. Extension (the watchdog)
 /// and release are owner-checked scripts on every node; an extension holds when a quorum
@@ -135,9 +137,9 @@ impl<C: RedisClient> Redlock<C> {
         self.edit(|i| i.watchdog = false)
     }
 
-    /// N/2 + 1.
+    /// N/2 + 1 ([`quorum::quorum`]).
     pub fn quorum(&self) -> usize {
-        self.inner.nodes.len() / 2 + 1
+        quorum::quorum(self.inner.nodes.len())
     }
 
     /// The key of lock `name` on every node.
@@ -192,17 +194,14 @@ impl<C: RedisClient> Held for RedlockHeld<C> {
             let started = Instant::now();
             let args = [Arg::from(self.token.as_str()), millis(inner.ttl)];
             let (extended, failed) = on_all(inner, &EXTEND, &self.key, &args).await;
-            let valid = started.elapsed() + self.lock.drift() < inner.ttl;
-            if extended >= self.lock.quorum() && valid {
-                Ok(true)
-            } else if extended + failed >= self.lock.quorum() {
+            let nodes = inner.nodes.len();
+            match quorum::extension(nodes, extended, failed, inner.ttl, started.elapsed()) {
+                Extension::Held => Ok(true),
+                Extension::Lost => Ok(false),
                 // Not enough answers to tell: an error (the watchdog retries) rather than "lost".
-                Err(LockError::Backend(BackendError::Unavailable(format!(
-                    "Redlock extension reached {extended} of {} nodes",
-                    inner.nodes.len()
-                ))))
-            } else {
-                Ok(false)
+                Extension::Unknown => Err(LockError::Backend(BackendError::Unavailable(format!(
+                    "Redlock extension reached {extended} of {nodes} nodes"
+                )))),
             }
         })
     }
@@ -239,9 +238,9 @@ impl<C: RedisClient> Locker for Redlock<C> {
         let started = Instant::now();
         let args = [Arg::from(token.as_str()), millis(inner.ttl)];
         let (granted, failed) = on_all(inner, &SET_NX, &key, &args).await;
-        let elapsed = started.elapsed();
-        let validity = inner.ttl.checked_sub(elapsed + self.drift());
-        if granted >= self.quorum() && validity.is_some_and(|v| v > Duration::ZERO) {
+        let nodes = inner.nodes.len();
+        let verdict = quorum::acquisition(nodes, granted, failed, inner.ttl, started.elapsed());
+        if let Acquisition::Held { .. } = verdict {
             undo.disarm();
             let held = Arc::new(RedlockHeld {
                 lock: self.clone(),
@@ -259,10 +258,9 @@ impl<C: RedisClient> Locker for Redlock<C> {
         }
         // No quorum (or no time left): undo everywhere, so no node keeps a partial lock.
         on_all(inner, &RELEASE, &key, &args[..1]).await;
-        if failed > inner.nodes.len() - self.quorum() {
+        if verdict == Acquisition::Unreachable {
             return Err(LockError::Backend(BackendError::Unavailable(format!(
-                "Redlock: {failed} of {} nodes unreachable, no quorum possible",
-                inner.nodes.len()
+                "Redlock: {failed} of {nodes} nodes unreachable, no quorum possible"
             ))));
         }
         Ok(None)
