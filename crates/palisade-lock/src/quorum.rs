@@ -110,33 +110,48 @@ mod tests {
     #[test]
     fn acquisitions_of_five_nodes() {
         let held = |v| Acquisition::Held { validity: v };
-        assert_eq!(acquisition(5, 3, 0, TTL, 0 * MS), held(TTL - 102 * MS));
-        assert_eq!(acquisition(5, 5, 0, TTL, 98 * MS), held(TTL - 200 * MS));
-        assert_eq!(acquisition(5, 2, 0, TTL, 0 * MS), Acquisition::Busy);
         assert_eq!(
-            acquisition(5, 2, 2, TTL, 0 * MS),
+            acquisition(5, 3, 0, TTL, Duration::ZERO),
+            held(TTL - 102 * MS)
+        );
+        assert_eq!(acquisition(5, 5, 0, TTL, 98 * MS), held(TTL - 200 * MS));
+        assert_eq!(acquisition(5, 2, 0, TTL, Duration::ZERO), Acquisition::Busy);
+        assert_eq!(
+            acquisition(5, 2, 2, TTL, Duration::ZERO),
             Acquisition::Busy,
             "2 failed: still possible"
         );
-        assert_eq!(acquisition(5, 2, 3, TTL, 0 * MS), Acquisition::Unreachable);
-        assert_eq!(acquisition(5, 0, 5, TTL, 0 * MS), Acquisition::Unreachable);
+        assert_eq!(
+            acquisition(5, 2, 3, TTL, Duration::ZERO),
+            Acquisition::Unreachable
+        );
+        assert_eq!(
+            acquisition(5, 0, 5, TTL, Duration::ZERO),
+            Acquisition::Unreachable
+        );
         // A quorum that came too late is not held.
         assert_eq!(acquisition(5, 5, 0, TTL, TTL), Acquisition::Busy);
-        assert_eq!(acquisition(3, 2, 1, TTL, 0 * MS), held(TTL - 102 * MS));
-        assert_eq!(acquisition(3, 1, 2, TTL, 0 * MS), Acquisition::Unreachable);
+        assert_eq!(
+            acquisition(3, 2, 1, TTL, Duration::ZERO),
+            held(TTL - 102 * MS)
+        );
+        assert_eq!(
+            acquisition(3, 1, 2, TTL, Duration::ZERO),
+            Acquisition::Unreachable
+        );
     }
 
     #[test]
     fn extensions_of_five_nodes() {
-        assert_eq!(extension(5, 3, 0, TTL, 0 * MS), Extension::Held);
+        assert_eq!(extension(5, 3, 0, TTL, Duration::ZERO), Extension::Held);
         assert_eq!(
             extension(5, 3, 2, TTL, TTL),
             Extension::Unknown,
             "late: cannot tell"
         );
-        assert_eq!(extension(5, 2, 1, TTL, 0 * MS), Extension::Unknown);
-        assert_eq!(extension(5, 2, 0, TTL, 0 * MS), Extension::Lost);
-        assert_eq!(extension(5, 0, 0, TTL, 0 * MS), Extension::Lost);
-        assert_eq!(extension(5, 0, 3, TTL, 0 * MS), Extension::Unknown);
+        assert_eq!(extension(5, 2, 1, TTL, Duration::ZERO), Extension::Unknown);
+        assert_eq!(extension(5, 2, 0, TTL, Duration::ZERO), Extension::Lost);
+        assert_eq!(extension(5, 0, 0, TTL, Duration::ZERO), Extension::Lost);
+        assert_eq!(extension(5, 0, 3, TTL, Duration::ZERO), Extension::Unknown);
     }
 }
