@@ -12,8 +12,10 @@ use crate::State;
 ///
 /// Rendered by [`ProblemJson`] as `503 Service Unavailable` with `Retry-After` (the time until
 /// the next probe, rounded up) and a problem+json body; by `Grpc` as `UNAVAILABLE`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("circuit `{breaker}` is {}", .state.as_str())]
+///
+/// Its [`source`](std::error::Error::source) is [`Rejected`](palisade_core::responder::Rejected),
+/// so a retry layer recognises it as a refusal without depending on this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitOpen {
     /// The breaker's name.
     pub breaker: Arc<str>,
@@ -21,6 +23,18 @@ pub struct CircuitOpen {
     pub state: State,
     /// Time until a probe may pass; `None` while forced open.
     pub retry_after: Option<Duration>,
+}
+
+impl std::fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "circuit `{}` is {}", self.breaker, self.state.as_str())
+    }
+}
+
+impl std::error::Error for CircuitOpen {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&palisade_core::responder::Rejected)
+    }
 }
 
 impl Rejection for CircuitOpen {

@@ -46,8 +46,37 @@ impl GrpcCode {
 /// Marks a response as a palisade layer's refusal (in the response extensions), so a retry
 /// layer never retries it: an open circuit or an exhausted local quota will not change in a
 /// few milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// As an error it is the [`source`](std::error::Error::source) of a layer's refusal errors (an
+/// open circuit turned into an error with `AsError`), so [`is_refusal`] recognises them without
+/// knowing their types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("refused by a palisade layer")]
 pub struct Rejected;
+
+/// Whether `error`, or any error in its `source` chain, is a palisade layer's refusal
+/// ([`Rejected`]): another attempt cannot fix it.
+///
+/// ```
+/// use palisade_core::responder::{Rejected, is_refusal};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("circuit open")]
+/// struct Open(#[source] Rejected);
+///
+/// assert!(is_refusal(&Open(Rejected)));
+/// assert!(!is_refusal(&std::io::Error::other("reset")));
+/// ```
+pub fn is_refusal(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<Rejected>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
 
 /// A typed refusal produced by a palisade layer.
 pub trait Rejection: std::error::Error + Send + Sync + 'static {

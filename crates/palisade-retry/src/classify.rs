@@ -3,7 +3,6 @@
 use std::{error::Error as StdError, time::Duration};
 
 use http::StatusCode;
-use palisade_breaker::CircuitOpen;
 use palisade_core::responder::Rejected;
 use tower::BoxError;
 
@@ -65,7 +64,7 @@ pub use palisade_core::wire::{Pushback, server_wait};
 pub fn is_transient(error: &(dyn StdError + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.is::<CircuitOpen>() {
+        if e.is::<Rejected>() {
             return false;
         }
         if e.is::<AttemptTimedOut>() || e.is::<tokio::time::error::Elapsed>() {
@@ -157,7 +156,7 @@ mod tests {
             HttpRetry.classify(&Err::<http::Response<()>, _>(unknown)),
             RetryDecision::Stop
         );
-        let open: BoxError = Box::new(CircuitOpen {
+        let open: BoxError = Box::new(palisade_breaker::CircuitOpen {
             breaker: "b".into(),
             state: palisade_breaker::State::Open,
             retry_after: None,

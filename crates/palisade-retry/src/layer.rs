@@ -11,14 +11,18 @@ use std::{
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body::Body;
-use palisade_core::body::{Collected, collect_within};
+use palisade_core::{
+    body::{Collected, collect_within},
+    deadline::Deadline,
+};
 use tokio::{sync::broadcast, time::Instant};
 use tower::{BoxError, Service, ServiceExt};
 use tower_layer::Layer;
 
 use crate::{
-    AttemptTimedOut, ReplayBody, RetryBudget, RetryPolicy, backoff,
+    AttemptTimedOut, ReplayBody, RetryBudget, RetryPolicy,
     classify::{HttpRetry, RetryClassify, RetryDecision},
+    decide::{Next, decide},
 };
 
 /// Retries failed HTTP requests to the inner service (usually a client).
@@ -29,7 +33,7 @@ use crate::{
 /// overall deadline, and a [`RetryBudget`] shared by every clone so a failing upstream never
 /// sees retry amplification. The inner service receives [`ReplayBody`]s.
 ///
-/// Put it **inside** the circuit breaker — [`client_stack`](crate::client_stack) builds that
+/// Put it **inside** the circuit breaker — `palisade::retry::client_stack` builds that
 /// order — so retries stop while the circuit is open and the breaker counts one outcome per
 /// logical call.
 #[derive(Debug, Clone)]
@@ -149,10 +153,16 @@ where
         let fresh = self.inner.clone();
         let first = std::mem::replace(&mut self.inner, fresh);
         let retryable = policy.max_attempts > 1 && (policy.any_method || is_idempotent(&req));
+        // The request's own budget (a `DeadlineLayer` upstream) bounds the attempts and waits
+        // as the policy's deadline does: the earlier of the two.
+        let request_deadline = Deadline::of(&req).map(Deadline::at);
         budget.deposit();
         Box::pin(async move {
             let started = Instant::now();
-            let deadline = policy.deadline.map(|d| started + d);
+            let deadline = match (policy.deadline.map(|d| started + d), request_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let (parts, body) = req.into_parts();
             let head = Head::from(parts);
             let (data, trailers) = if retryable {
@@ -187,27 +197,13 @@ where
                 let svc = readied.take().unwrap_or_else(|| template.clone());
                 let result = attempt(svc, req, policy.attempt_timeout, deadline).await;
                 let decision = classify.classify(&result);
-                if attempts >= policy.max_attempts {
-                    return finished(result, decision, attempts);
-                }
-                let wait = match decision {
-                    RetryDecision::Stop => return finished(result, decision, attempts),
-                    RetryDecision::Retry(Some(server)) if server > policy.max_server_wait => {
-                        return finished(result, decision, attempts);
-                    }
-                    RetryDecision::Retry(Some(server)) => server,
-                    RetryDecision::Retry(None) => backoff::delay(
-                        policy.jitter,
-                        policy.base,
-                        policy.cap,
-                        attempts - 1,
-                        previous_wait,
-                        palisade_core::random::unit(),
-                    ),
+                let time_left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                let unit = palisade_core::random::unit();
+                let wait = match decide(&policy, attempts, decision, previous_wait, time_left, unit)
+                {
+                    Next::Stop(_) => return finished(result, decision, attempts),
+                    Next::Retry(wait) => wait,
                 };
-                if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                    return finished(result, decision, attempts);
-                }
                 if !budget.withdraw() {
                     tracing::debug!(target: "palisade::retry", attempts, "retry budget spent");
                     metrics::counter!("palisade_retry_budget_exhausted_total").increment(1);

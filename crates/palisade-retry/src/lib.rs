@@ -1,6 +1,8 @@
 //! Retry as a tower layer, for clients: jittered exponential backoff, `Retry-After` and gRPC
-//! pushback honoured, a retry budget shared by every clone, HTTP body replay, and a client stack
-//! that keeps retries inside the circuit breaker.
+//! pushback honoured, a retry budget shared by every clone, HTTP body replay, and HTTP
+//! classification that never retries a palisade refusal. The client stack that keeps retries
+//! inside the circuit breaker is `palisade::retry::client_stack` (the facade holds it, so this
+//! crate does not depend on the breaker).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -49,9 +51,9 @@
 pub use palisade_core::backoff;
 mod budget;
 pub mod classify;
+pub mod decide;
 mod layer;
 mod policy;
-mod stack;
 
 use std::time::Duration;
 
@@ -65,7 +67,6 @@ pub use budget::RetryBudget;
 pub use classify::{HttpRetry, RetryClassify, RetryDecision};
 pub use layer::{Retry, RetryEvent, RetryLayer, is_idempotent};
 pub use policy::RetryPolicy;
-pub use stack::{ClientStack, client_stack};
 
 /// An attempt ran out of its per-attempt timeout (or of the overall deadline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

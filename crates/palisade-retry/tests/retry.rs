@@ -16,8 +16,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use palisade_breaker::{BreakerPolicy, CircuitBreaker, CircuitOpen, OpenDuration};
-use palisade_retry::{Jitter, ReplayBody, RetryBudget, RetryLayer, RetryPolicy, client_stack};
+use palisade_breaker::{
+    AsError, BreakerPolicy, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, OpenDuration,
+};
+use palisade_retry::{Jitter, ReplayBody, RetryBudget, RetryLayer, RetryPolicy};
 use tokio::time::Instant;
 use tower::{BoxError, Layer, ServiceExt};
 
@@ -318,7 +320,10 @@ async fn an_open_circuit_is_not_retried() {
             .build()
             .unwrap(),
     );
-    let stack = client_stack(breaker.clone(), RetryLayer::new(fast(3)), svc);
+    // The order `palisade::retry::client_stack` builds: the breaker outside the retries.
+    let stack = CircuitBreakerLayer::new(breaker.clone())
+        .on_open(AsError)
+        .layer(RetryLayer::new(fast(3)).layer(svc));
     for _ in 0..2 {
         let r = stack.clone().oneshot(get()).await.unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -384,4 +389,34 @@ async fn a_body_that_fails_while_buffered_reaches_the_inner_service_as_an_error(
         .take()
         .expect("the request reached the inner service");
     assert_eq!(seen, Err("client reset the upload".to_owned()));
+}
+
+/// Regression: the layer ignored the request's own deadline (a `DeadlineLayer` budget) and
+/// kept retrying after the caller's budget was spent.
+#[tokio::test(start_paused = true)]
+async fn the_request_s_deadline_bounds_attempts_and_waits() {
+    use palisade_core::deadline::DeadlineLayer;
+
+    let (svc, times) = timed_upstream(vec![(503, None); 100]);
+    // Waits of 1 s, far from the policy's (absent) deadline; the request has 2.5 s.
+    let policy = RetryPolicy::new(50).backoff(
+        Jitter::Constant,
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    let client =
+        DeadlineLayer::new(Duration::from_millis(2500)).layer(RetryLayer::new(policy).layer(svc));
+    let started = Instant::now();
+    let response = client.oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() <= Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        times.lock().unwrap().len(),
+        3,
+        "attempts at 0 s, 1 s and 2 s, then no time left"
+    );
 }

@@ -77,8 +77,12 @@ pub mod breaker {
 /// Retry: [`RetryLayer`](retry::RetryLayer) and [`client_stack`](retry::client_stack).
 #[cfg(feature = "retry")]
 pub mod retry {
+    pub use crate::stack::{ClientStack, client_stack};
     pub use palisade_retry::*;
 }
+
+#[cfg(feature = "retry")]
+mod stack;
 
 /// Bulkheads: [`BulkheadLayer`](bulkhead::BulkheadLayer) over a shared
 /// [`Pool`](bulkhead::Pool).
@@ -103,6 +107,8 @@ pub mod lock {
 
 /// The names most services use.
 pub mod prelude {
+    #[cfg(feature = "retry")]
+    pub use crate::stack::client_stack;
     #[cfg(all(feature = "breaker", feature = "redis"))]
     pub use palisade_breaker::Fleet;
     #[cfg(feature = "breaker")]
@@ -133,5 +139,5 @@ pub mod prelude {
         Tiers, TokenBucket,
     };
     #[cfg(feature = "retry")]
-    pub use palisade_retry::{Jitter, RetryBudget, RetryLayer, RetryPolicy, client_stack};
+    pub use palisade_retry::{Jitter, RetryBudget, RetryLayer, RetryPolicy};
 }

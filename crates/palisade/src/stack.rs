@@ -3,7 +3,7 @@
 use palisade_breaker::{AsError, Breaker, CircuitBreaker, CircuitBreakerLayer, HttpFailures};
 use tower_layer::Layer;
 
-use crate::{Retry, RetryLayer, classify::HttpRetry};
+use palisade_retry::{Retry, RetryLayer, classify::HttpRetry};
 
 /// Wraps an HTTP client (any `tower::Service<Request<ReplayBody<B>>>`) in a circuit breaker
 /// **around** a retry layer whose policy carries the per-attempt timeout.
@@ -15,8 +15,8 @@ use crate::{Retry, RetryLayer, classify::HttpRetry};
 ///
 /// ```
 /// use std::time::Duration;
-/// use palisade_breaker::{BreakerPolicy, CircuitBreaker};
-/// use palisade_retry::{client_stack, RetryLayer, RetryPolicy};
+/// use palisade::breaker::{BreakerPolicy, CircuitBreaker};
+/// use palisade::retry::{client_stack, RetryLayer, RetryPolicy};
 ///
 /// # fn demo<S>(client: S) {
 /// let breaker = CircuitBreaker::new(BreakerPolicy::builder("payments-api").build().unwrap());
