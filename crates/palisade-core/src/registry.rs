@@ -159,6 +159,21 @@ mod tests {
     }
 
     #[test]
+    fn what_it_reports() {
+        let registry = KeyedRegistry::new(5);
+        assert!(registry.is_empty() && registry.values().is_empty());
+        assert_eq!(registry.max_keys(), 5);
+        registry.get_or_insert_with(&key(0), Entry::default);
+        registry.get_or_insert_with(&key(1), Entry::default);
+        assert!(!registry.is_empty());
+        assert_eq!(registry.values().len(), 2);
+        assert_eq!(
+            format!("{registry:?}"),
+            "KeyedRegistry { max_keys: 5, len: 2 }"
+        );
+    }
+
+    #[test]
     fn a_cap_of_zero_still_holds_one() {
         let registry = KeyedRegistry::new(0);
         registry.get_or_insert_with(&key(0), Entry::default);
