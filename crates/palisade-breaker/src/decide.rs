@@ -127,4 +127,40 @@ mod tests {
         assert_eq!(open_duration(&d, 3, 0.5), Duration::from_secs(8));
         assert_eq!(open_duration(&d, 30, 0.5), Duration::from_secs(10));
     }
+
+    #[test]
+    fn open_duration_jitter_spreads_both_ways_within_its_share() {
+        let d = OpenDuration {
+            base: Duration::from_secs(4),
+            multiplier: 2.0,
+            max: Duration::from_secs(10),
+            jitter: 0.25,
+        };
+        let secs = |reopenings, unit| open_duration(&d, reopenings, unit).as_secs_f64();
+        // ±25 % of 4 s: 3 s at the low end, 5 s at the high end, 4 s in the middle.
+        assert!((secs(0, 0.0) - 3.0).abs() < 1e-9);
+        assert!((secs(0, 0.5) - 4.0).abs() < 1e-9);
+        assert!((secs(0, 1.0) - 5.0).abs() < 1e-9);
+        // Capped at 10 s before the spread, so at most 12.5 s.
+        assert!((secs(5, 1.0) - 12.5).abs() < 1e-9);
+        assert!((secs(5, 0.0) - 7.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn slow_calls_open_it_on_their_own() {
+        let p = BreakerPolicy::builder("slow")
+            .minimum_calls(4)
+            .failure_rate(1.0)
+            .slow_calls(Duration::from_millis(100), 0.5)
+            .build()
+            .unwrap();
+        let counts = |slow| Counts {
+            calls: 4,
+            failures: 0,
+            slow,
+        };
+        assert_eq!(counts(3).slow_rate(), 0.75);
+        assert!(!should_open(&p, counts(1), 0));
+        assert!(should_open(&p, counts(2), 0));
+    }
 }

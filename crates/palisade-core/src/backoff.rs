@@ -109,7 +109,14 @@ mod tests {
     #[test]
     fn decorrelated_draws_between_the_base_and_three_times_the_last_wait() {
         let draw = |previous, unit| {
-            delay(Jitter::Decorrelated, 100 * MS, 10_000 * MS, 4, previous, unit)
+            delay(
+                Jitter::Decorrelated,
+                100 * MS,
+                10_000 * MS,
+                4,
+                previous,
+                unit,
+            )
         };
         // From 100 ms up to 3 × 400 ms = 1200 ms, linearly in the draw.
         assert_eq!(draw(400 * MS, 0.0), 100 * MS);

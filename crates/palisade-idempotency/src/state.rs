@@ -339,6 +339,26 @@ mod tests {
     }
 
     #[test]
+    fn a_completed_record_lives_for_its_retention_not_its_lease() {
+        let (a, b) = (Owner::unique(), Owner::unique());
+        let mut r = None;
+        apply(&mut r, |r| claim(r, at(0), "f", &a, 10 * S));
+        assert!(apply(&mut r, |r| complete(
+            r,
+            at(5),
+            &a,
+            "x".into(),
+            60 * S
+        )));
+        // Past the lease's end, within the retention: still replayed.
+        assert_eq!(
+            apply(&mut r, |r| claim(r, at(30), "f", &b, 10 * S)),
+            Claim::Completed("x".into())
+        );
+        assert_eq!(r.as_ref().unwrap().expires_at, at(65));
+    }
+
+    #[test]
     fn an_expired_lease_is_nobody_s() {
         let a = Owner::unique();
         let mut r = None;

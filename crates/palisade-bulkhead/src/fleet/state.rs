@@ -77,6 +77,11 @@ mod tests {
     fn capacity_expiry_renewal_and_release() {
         let mut leases = Leases::new();
         let take = |l: &mut Leases, now, id| l.step(now, Op::Acquire, id, 2, 100);
+        let first = Leases::new().step(7, Op::Acquire, "x", 2, 100);
+        assert_eq!(
+            (first.granted, first.holders, first.wait_ms),
+            (true, 1, 100)
+        );
         assert!(take(&mut leases, 0, "a").granted);
         assert!(take(&mut leases, 10, "b").granted);
         let full = take(&mut leases, 20, "c");

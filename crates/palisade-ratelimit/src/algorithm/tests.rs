@@ -131,6 +131,37 @@ fn gcra_burst_then_steady_rate() {
     assert!(run(&alg, &mut st, S + 100_000, 1).fits);
 }
 
+/// Every field of a GCRA step, exactly: what is left, when it resets, before and after — and a
+/// refusal changes nothing, so its "after" is its "before".
+#[test]
+fn gcra_steps_exactly() {
+    // 10 per second (100 ms apart), bursts of 3: tolerance 200 ms beyond the emission interval.
+    let alg = Algorithm::Gcra(
+        Gcra::new(10, Duration::from_secs(1))
+            .unwrap()
+            .with_burst(3)
+            .unwrap(),
+    );
+    let mut st = None;
+    let first = run(&alg, &mut st, S, 1);
+    assert_eq!(
+        (first.remaining_before, first.remaining_after),
+        (3, 2),
+        "a fresh key has the whole burst"
+    );
+    assert_eq!((first.reset_before, first.reset_after), (0, 100_000));
+    let second = run(&alg, &mut st, S + 50_000, 1);
+    assert_eq!((second.remaining_before, second.remaining_after), (2, 1));
+    assert_eq!((second.reset_before, second.reset_after), (50_000, 150_000));
+    run(&alg, &mut st, S + 50_000, 1);
+    let refused = run(&alg, &mut st, S + 50_000, 1);
+    assert!(!refused.fits);
+    assert_eq!(refused.remaining_after, 0);
+    assert_eq!(refused.reset_after, refused.reset_before);
+    assert_eq!(refused.reset_before, 250_000);
+    assert_eq!(refused.retry_after, Some(50_000));
+}
+
 fn all(quota: u64, window: Duration) -> Vec<Algorithm> {
     let per_second = quota as f64 / window.as_secs_f64();
     vec![
