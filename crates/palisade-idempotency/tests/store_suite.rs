@@ -250,33 +250,16 @@ suite!(dual, {
     (store, (r, p))
 });
 
-/// The whole suite on a 3-master Redis Cluster, on both clients.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn suite_on_redis_cluster() {
-    use palisade_idempotency::RedisStore;
-    use palisade_testkit::{RedisCluster, unique_prefix};
-
-    let cluster = RedisCluster::start();
-    let (fred, redis_rs) = (cluster.client().await, cluster.redis_rs().await);
-    macro_rules! every_test {
-        ($make:expr) => {
-            claim_complete_replay($make).await;
-            release_frees_and_counts($make).await;
-            keys_are_scoped($make).await;
-            one_winner_among_many($make).await;
-            failures_release_then_retire($make).await;
-            distinct_keys_in_parallel($make).await;
-        };
-    }
-    let timeout = Duration::from_secs(2);
-    every_test!(
-        RedisStore::new(fred.clone())
-            .with_prefix(&unique_prefix("cluster"))
-            .with_timeout(timeout)
-    );
-    every_test!(
-        RedisStore::new(redis_rs.clone())
-            .with_prefix(&unique_prefix("cluster"))
-            .with_timeout(timeout)
-    );
-}
+palisade_testkit::suite_on_cluster!(
+    |client, prefix| palisade_idempotency::RedisStore::new(client)
+        .with_prefix(prefix)
+        .with_timeout(Duration::from_secs(2)),
+    [
+        claim_complete_replay,
+        release_frees_and_counts,
+        keys_are_scoped,
+        one_winner_among_many,
+        failures_release_then_retire,
+        distinct_keys_in_parallel,
+    ]
+);

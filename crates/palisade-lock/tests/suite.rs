@@ -196,33 +196,15 @@ suite!(postgres, {
     (locks, pg)
 });
 
-/// The whole suite on a 3-master Redis Cluster, on both clients: a lock's key and its fencing
-/// counter share a slot (the name is the hash tag).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn suite_on_redis_cluster() {
-    use palisade_testkit::{RedisCluster, unique_prefix};
-
-    let cluster = RedisCluster::start();
-    let (fred, redis_rs) = (cluster.client().await, cluster.redis_rs().await);
-    macro_rules! every_test {
-        ($make:expr) => {
-            exclusive_and_released($make).await;
-            busy_after_the_wait($make).await;
-            dropped_guard_frees_the_lock($make).await;
-            many_tasks_one_holder($make).await;
-            acquire_all_in_any_order($make).await;
-        };
-    }
-    let ttl = Duration::from_secs(10);
-    let timeout = Duration::from_secs(2);
-    every_test!(
-        RedisLock::new(fred.clone(), ttl)
-            .with_prefix(&unique_prefix("cluster"))
-            .with_timeout(timeout)
-    );
-    every_test!(
-        RedisLock::new(redis_rs.clone(), ttl)
-            .with_prefix(&unique_prefix("cluster"))
-            .with_timeout(timeout)
-    );
-}
+palisade_testkit::suite_on_cluster!(
+    |client, prefix| RedisLock::new(client, Duration::from_secs(10))
+        .with_prefix(prefix)
+        .with_timeout(Duration::from_secs(2)),
+    [
+        exclusive_and_released,
+        busy_after_the_wait,
+        dropped_guard_frees_the_lock,
+        many_tasks_one_holder,
+        acquire_all_in_any_order,
+    ]
+);

@@ -7,7 +7,7 @@ use palisade_ratelimit::{
     FixedWindow, Gcra, MemoryStore, Policy, RateLimitStore, RateLimiter, RedisStore,
     SlidingWindowLog, TokenBucket,
 };
-use palisade_testkit::{RedisCluster, TestRedis, unique_prefix};
+use palisade_testkit::TestRedis;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -187,30 +187,15 @@ suite!(redis_rs, {
     RedisStore::new(redis.redis_rs().await).with_prefix(&redis.prefix)
 });
 
-/// The whole suite on a 3-master Redis Cluster, on both clients: a policy's keys for one
-/// client share a slot, so every script runs on the master owning that client.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn suite_on_redis_cluster() {
-    let cluster = RedisCluster::start();
-    let (fred, redis_rs) = (cluster.client().await, cluster.redis_rs().await);
-    macro_rules! every_test {
-        ($make:expr) => {
-            admits_quota_then_refuses($make).await;
-            peek_consumes_nothing($make).await;
-            cost_above_capacity_never_fits($make).await;
-            several_limits_are_all_or_nothing($make).await;
-            concurrent_checks_never_over_admit($make).await;
-        };
-    }
-    let timeout = Duration::from_secs(2);
-    every_test!(
-        RedisStore::new(fred.clone())
-            .with_prefix(&unique_prefix("cluster"))
-            .with_timeout(timeout)
-    );
-    every_test!(
-        RedisStore::new(redis_rs.clone())
-            .with_prefix(&unique_prefix("cluster"))
-            .with_timeout(timeout)
-    );
-}
+palisade_testkit::suite_on_cluster!(
+    |client, prefix| RedisStore::new(client)
+        .with_prefix(prefix)
+        .with_timeout(Duration::from_secs(2)),
+    [
+        admits_quota_then_refuses,
+        peek_consumes_nothing,
+        cost_above_capacity_never_fits,
+        several_limits_are_all_or_nothing,
+        concurrent_checks_never_over_admit,
+    ]
+);

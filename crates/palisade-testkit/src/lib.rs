@@ -171,3 +171,39 @@ pub async fn connect_url(url: &str, within: Duration) -> Result<Client, String> 
         }
     }
 }
+
+/// One test, `suite_on_redis_cluster`, running every `scenario(store)` of a store suite on a
+/// private 3-master Redis Cluster, once with each client: `$make` builds a store from a
+/// client (fred's cluster `Client`, then redis-rs' `ClusterConnection`) and a key prefix
+/// unique to the scenario.
+///
+/// ```ignore
+/// palisade_testkit::suite_on_cluster!(
+///     |client, prefix| RedisStore::new(client).with_prefix(prefix),
+///     [admits_quota_then_refuses, peek_consumes_nothing]
+/// );
+/// ```
+#[macro_export]
+macro_rules! suite_on_cluster {
+    (|$client:ident, $prefix:ident| $make:expr, [$($scenario:ident),* $(,)?]) => {
+        /// The whole suite on a 3-master Redis Cluster, on both clients: a store's keys for
+        /// one caller share a hash slot, so every script runs on the master owning it.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn suite_on_redis_cluster() {
+            let cluster = $crate::RedisCluster::start();
+            let fred = cluster.client().await;
+            let redis_rs = cluster.redis_rs().await;
+            $(
+                {
+                    let ($client, $prefix) = (fred.clone(), &$crate::unique_prefix("cluster"));
+                    $scenario($make).await;
+                }
+                {
+                    let ($client, $prefix) =
+                        (redis_rs.clone(), &$crate::unique_prefix("cluster"));
+                    $scenario($make).await;
+                }
+            )*
+        }
+    };
+}
