@@ -78,3 +78,31 @@ pub fn next_limit(
     };
     next.clamp(bounds.min, bounds.max)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_long_term_latency_is_a_slow_moving_average() {
+        let gradient = LimitAlgorithm::Gradient {
+            smoothing: 0.2,
+            tolerance: 2.0,
+        };
+        let bounds = LimitBounds {
+            min: 1.0,
+            initial: 10.0,
+            max: 100.0,
+        };
+        let mut long_rtt = 0.0;
+        let ms = Duration::from_millis;
+        next_limit(gradient, bounds, 10.0, 5, ms(100), false, &mut long_rtt);
+        assert!(
+            (long_rtt - 0.1).abs() < 1e-12,
+            "the first sample is taken as it is"
+        );
+        next_limit(gradient, bounds, 10.0, 5, ms(200), false, &mut long_rtt);
+        // 99 % of the old estimate, 1 % of the new sample.
+        assert!((long_rtt - 0.101).abs() < 1e-12, "{long_rtt}");
+    }
+}
