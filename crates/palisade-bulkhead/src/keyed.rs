@@ -22,7 +22,8 @@ use tower_service::Service;
 
 use crate::{
     Pool, PoolConfig,
-    service::{Reservation, ResponseFuture, start},
+    future::{ResponseFuture, start},
+    reservation::Reservation,
 };
 
 /// Pools by key, created on first use from one configuration; at most `max_keys`, idle pools

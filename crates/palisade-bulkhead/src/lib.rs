@@ -49,9 +49,12 @@ mod adaptive;
 mod fallback;
 #[cfg(feature = "redis")]
 pub mod fleet;
+mod future;
 mod keyed;
+mod layer;
 mod pool;
 mod rejection;
+mod reservation;
 mod service;
 mod tier;
 
@@ -64,8 +67,10 @@ pub use fallback::Fallback;
 pub use fleet::{
     FleetBulkhead, FleetBulkheadLayer, FleetError, FleetFull, FleetPermit, FleetSemaphore,
 };
+pub use future::ResponseFuture;
 pub use keyed::{KeyedBulkhead, KeyedBulkheadLayer, KeyedResponseFuture, PoolRegistry};
+pub use layer::BulkheadLayer;
 pub use pool::{Acquire, Permit, Pool, Snapshot, TierSnapshot};
 pub use rejection::{BulkheadFull, CallTimedOut, Reason};
-pub use service::{Bulkhead, BulkheadLayer, ResponseFuture};
+pub use service::Bulkhead;
 pub use tier::{PoolConfig, Tier};
