@@ -3,7 +3,7 @@
 use std::{error::Error as StdError, time::Duration};
 
 use http::StatusCode;
-use palisade_core::responder::Rejected;
+use palisade_core::responder::{Rejected, is_refusal};
 use tower::BoxError;
 
 use crate::AttemptTimedOut;
@@ -62,11 +62,11 @@ pub use palisade_core::wire::{Pushback, server_wait};
 /// Connection failures and timeouts, anywhere in the error's source chain; never a palisade
 /// refusal.
 pub fn is_transient(error: &(dyn StdError + 'static)) -> bool {
+    if is_refusal(error) {
+        return false;
+    }
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.is::<Rejected>() {
-            return false;
-        }
         if e.is::<AttemptTimedOut>() || e.is::<tokio::time::error::Elapsed>() {
             return true;
         }
