@@ -67,54 +67,105 @@ pub enum Collected<B: Body> {
 
 /// Reads `body` into memory while it stays within `limit` bytes; stops reading as soon as it
 /// cannot (memory stays bounded by `limit` plus one frame). A body of one frame is kept as is,
-/// without a copy.
-pub async fn collect_within<B>(mut body: B, limit: usize) -> Collected<B>
+/// without a copy. The returned [`Collect`] is a plain future (no allocation), so layers can
+/// hold it in their own response futures.
+pub fn collect_within<B>(body: B, limit: usize) -> Collect<B>
 where
     B: Body<Data = Bytes> + Unpin,
 {
-    if body.size_hint().lower() > limit as u64 {
-        return Collected::TooLarge {
-            prefix: Bytes::new(),
-            rest: body,
-        };
+    Collect {
+        body: Some(body),
+        limit,
+        data: Chunks::default(),
+        trailers: None,
     }
-    let mut data = Chunks::default();
-    let mut trailers: Option<HeaderMap> = None;
-    loop {
-        if body.is_end_stream() {
-            break;
+}
+
+/// The future of [`collect_within`]: resolves to what was [`Collected`].
+///
+/// Invariant: `body` is `Some` until the future has resolved; `data` never holds more than
+/// `limit` bytes plus the last frame read.
+#[must_use = "futures do nothing unless polled"]
+pub struct Collect<B> {
+    body: Option<B>,
+    limit: usize,
+    data: Chunks,
+    trailers: Option<HeaderMap>,
+}
+
+impl<B> std::fmt::Debug for Collect<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collect")
+            .field("limit", &self.limit)
+            .field("read", &self.data.len())
+            .field("done", &self.body.is_none())
+            .finish()
+    }
+}
+
+impl<B> std::future::Future for Collect<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Output = Collected<B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Collected<B>> {
+        let this = self.get_mut();
+        let body = this
+            .body
+            .as_mut()
+            .expect("`Collect` polled after it resolved");
+        if this.data.len() == 0 && body.size_hint().lower() > this.limit as u64 {
+            return Poll::Ready(Collected::TooLarge {
+                prefix: Bytes::new(),
+                rest: this.take_body(),
+            });
         }
-        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
-        let frame = match frame {
-            None => break,
-            Some(Ok(frame)) => frame,
-            Some(Err(error)) => {
-                return Collected::Failed {
-                    prefix: data.freeze(),
-                    error,
-                };
+        loop {
+            let body = this.body.as_mut().expect("present until resolved");
+            if body.is_end_stream() {
+                break;
             }
-        };
-        match frame.into_data() {
-            Ok(chunk) => {
-                data.push(chunk);
-                if data.len() > limit {
-                    return Collected::TooLarge {
-                        prefix: data.freeze(),
-                        rest: body,
-                    };
+            let frame = match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => break,
+                Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(Some(Err(error))) => {
+                    this.body = None;
+                    return Poll::Ready(Collected::Failed {
+                        prefix: std::mem::take(&mut this.data).freeze(),
+                        error,
+                    });
+                }
+            };
+            match frame.into_data() {
+                Ok(chunk) => {
+                    this.data.push(chunk);
+                    if this.data.len() > this.limit {
+                        return Poll::Ready(Collected::TooLarge {
+                            prefix: std::mem::take(&mut this.data).freeze(),
+                            rest: this.take_body(),
+                        });
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        this.trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                    }
                 }
             }
-            Err(frame) => {
-                if let Ok(t) = frame.into_trailers() {
-                    trailers.get_or_insert_with(HeaderMap::new).extend(t);
-                }
-            }
         }
+        this.body = None;
+        Poll::Ready(Collected::Complete {
+            data: std::mem::take(&mut this.data).freeze(),
+            trailers: this.trailers.take(),
+        })
     }
-    Collected::Complete {
-        data: data.freeze(),
-        trailers,
+}
+
+impl<B> Collect<B> {
+    fn take_body(&mut self) -> B {
+        self.body.take().expect("present until resolved")
     }
 }
 

@@ -95,6 +95,7 @@
 
 mod error;
 pub mod fencing;
+mod future;
 mod guard;
 mod held;
 mod layer;
@@ -106,6 +107,7 @@ mod service;
 mod store;
 
 pub use error::LockError;
+pub use future::ResponseFuture;
 pub use guard::{Held, HeldFuture, LockGuard, safety_margin};
 pub use held::HeldLock;
 pub use layer::LockLayer;

@@ -206,3 +206,20 @@ async fn a_segment_that_is_not_utf8_is_400_before_locking() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(headers["content-type"], "application/problem+json");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_dropped_while_it_holds_the_lock_releases_it() {
+    let locks = MemoryLock::new(Duration::from_secs(600));
+    let app = app(locks.clone(), Inside::default(), Duration::ZERO);
+    // The client goes away while the handler (50 ms) holds the lock.
+    let call = send(&app, request("o7"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), call)
+            .await
+            .is_err()
+    );
+    // The guard went with the future; its release runs in the background, long before the
+    // 10-minute lease would have ended.
+    tokio::task::yield_now().await;
+    assert!(locks.try_acquire("order:o7").await.unwrap().is_some());
+}

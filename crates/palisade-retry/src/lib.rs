@@ -52,8 +52,10 @@ pub use palisade_core::backoff;
 mod budget;
 pub mod classify;
 pub mod decide;
+mod future;
 mod layer;
 mod policy;
+mod service;
 
 use std::time::Duration;
 
@@ -65,8 +67,10 @@ pub use backoff::Jitter;
 pub type ReplayBody<B> = palisade_core::body::PrefixedBody<B>;
 pub use budget::RetryBudget;
 pub use classify::{HttpRetry, RetryClassify, RetryDecision};
-pub use layer::{Retry, RetryEvent, RetryLayer, is_idempotent};
+pub use future::ResponseFuture;
+pub use layer::{RetryEvent, RetryLayer};
 pub use policy::RetryPolicy;
+pub use service::{Retry, is_idempotent};
 
 /// An attempt ran out of its per-attempt timeout (or of the overall deadline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -420,3 +420,150 @@ async fn the_request_s_deadline_bounds_attempts_and_waits() {
         "attempts at 0 s, 1 s and 2 s, then no time left"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_attempt_is_cut_off_and_the_next_one_is_made() {
+    // The first two attempts hang; the third answers at once.
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    let svc = tower::service_fn(move |_req: Request<ReplayBody<String>>| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n < 2 {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, Infallible>(Response::new(()))
+        }
+    });
+    let policy = fast(3).attempt_timeout(Duration::from_millis(100));
+    let started = Instant::now();
+    let r = RetryLayer::new(policy)
+        .layer(svc)
+        .oneshot(get())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Two cut-off attempts of 100 ms, two waits of at most 5 ms.
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(started.elapsed() <= Duration::from_millis(210));
+
+    // Every attempt hangs: the last one's timeout is the error.
+    let svc = tower::service_fn(|_req: Request<ReplayBody<String>>| async {
+        std::future::pending::<Result<Response<()>, Infallible>>().await
+    });
+    let policy = fast(2).attempt_timeout(Duration::from_millis(100));
+    let error = RetryLayer::new(policy)
+        .layer(svc)
+        .oneshot(get())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.downcast_ref::<palisade_retry::AttemptTimedOut>(),
+        Some(&palisade_retry::AttemptTimedOut(Duration::from_millis(100)))
+    );
+}
+
+/// An upstream that is ready only once per readiness check, and busy (not ready) for 50 ms
+/// after each call — it panics if called without being readied since its last call, as tower's
+/// contract allows.
+struct Strict {
+    readied: bool,
+    busy_until: Option<Instant>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    calls: Arc<AtomicU32>,
+}
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+impl Clone for Strict {
+    // A clone is a new handle: it must be readied before its first call.
+    fn clone(&self) -> Self {
+        Strict {
+            readied: false,
+            busy_until: self.busy_until,
+            sleep: None,
+            calls: self.calls.clone(),
+        }
+    }
+}
+
+impl tower::Service<Request<ReplayBody<String>>> for Strict {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if let Some(until) = self.busy_until {
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleep = None;
+            self.busy_until = None;
+        }
+        self.readied = true;
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<ReplayBody<String>>) -> Self::Future {
+        assert!(self.readied, "called without poll_ready");
+        self.readied = false;
+        self.busy_until = Some(Instant::now() + Duration::from_millis(50));
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let status = if n < 2 { 503 } else { 200 };
+        std::future::ready(Ok(Response::builder().status(status).body(()).unwrap()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_retry_waits_for_the_service_to_be_ready_again() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let strict = Strict {
+        readied: false,
+        busy_until: None,
+        sleep: None,
+        calls: calls.clone(),
+    };
+    let started = Instant::now();
+    let policy = RetryPolicy::new(3).backoff(
+        Jitter::Constant,
+        Duration::from_millis(1),
+        Duration::from_millis(1),
+    );
+    let r = RetryLayer::new(policy)
+        .layer(strict)
+        .oneshot(get())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Each retry waited out the service's 50 ms of unreadiness (longer than the backoff).
+    assert!(started.elapsed() >= Duration::from_millis(100));
+
+    // Readiness is bounded by the attempt's time limit too.
+    let busy = Strict {
+        readied: false,
+        busy_until: None,
+        sleep: None,
+        calls: Arc::new(AtomicU32::new(0)),
+    };
+    let policy = RetryPolicy::new(3)
+        .backoff(
+            Jitter::Constant,
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        )
+        .attempt_timeout(Duration::from_millis(10));
+    let error = RetryLayer::new(policy)
+        .layer(busy)
+        .oneshot(get())
+        .await
+        .unwrap_err();
+    assert!(error.is::<palisade_retry::AttemptTimedOut>(), "{error}");
+}
