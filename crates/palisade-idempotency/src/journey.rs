@@ -13,9 +13,9 @@ use palisade_core::{
     backoff::{self, Jitter},
     body::{Collected, collect_within},
     deadline::Deadline,
-    key::{KeyExtractor, RequestHead, path::canonical_path},
+    key::{Key, path::canonical_path},
     random,
-    responder::{BackendUnavailable, MissingKey},
+    responder::BackendUnavailable,
 };
 use tokio::time::Instant;
 use tower_service::Service;
@@ -25,23 +25,22 @@ use crate::{
     body::{BoxError, InnerBody},
     capture::finish,
     claim_guard::ClaimGuard,
-    header::{IDEMPOTENT_REPLAYED, KeyProblem, idempotency_key},
+    header::IDEMPOTENT_REPLAYED,
     metrics::count,
     policy::{Config, InFlight},
     record::{NOT_KEPT, StoredResponse},
     store::{Claim, IdempotencyStore, Owner, RecordKey, renew_while},
 };
 
-pub(crate) struct Journey<Svc, S, K, R, ReqB, ResB> {
+pub(crate) struct Journey<Svc, S, R, ReqB, ResB> {
     pub(crate) inner: Svc,
     pub(crate) store: S,
-    pub(crate) scope: Arc<K>,
     pub(crate) responder: R,
     pub(crate) config: Arc<Config>,
     pub(crate) _bodies: PhantomData<fn(ReqB) -> ResB>,
 }
 
-impl<Svc, S, K, R, ReqB, ResB> Journey<Svc, S, K, R, ReqB, ResB>
+impl<Svc, S, R, ReqB, ResB> Journey<Svc, S, R, ReqB, ResB>
 where
     Svc: Service<Request<InnerBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
     Svc::Future: Send,
@@ -50,34 +49,18 @@ where
     ResB: Body<Data = Bytes> + Unpin + Send + 'static,
     ResB::Error: Into<BoxError>,
     S: IdempotencyStore,
-    K: KeyExtractor,
     R: Responder<IdempotencyBody<ResB>>,
 {
+    /// The journey of a request that carries idempotency key `key`, from caller `caller`
+    /// (the service has checked the method, the key header and the caller already).
     pub(crate) async fn run(
         mut self,
-        request: Request<ReqB>,
+        parts: Parts,
+        body: ReqB,
+        key: String,
+        caller: Key,
     ) -> Result<Response<IdempotencyBody<ResB>>, Svc::Error> {
         let config = self.config.clone();
-        let (parts, body) = request.into_parts();
-        if !config.methods.contains(&parts.method) {
-            return self.pass(parts, Either::Right(body)).await;
-        }
-        let key = match idempotency_key(&parts.headers) {
-            Ok(Some(key)) => key,
-            Ok(None) if !config.required => {
-                count("bypassed");
-                return self.pass(parts, Either::Right(body)).await;
-            }
-            Ok(None) => return Ok(self.refuse(IdempotencyRejection::BadKey(KeyProblem::Missing))),
-            Err(problem) => return Ok(self.refuse(IdempotencyRejection::BadKey(problem))),
-        };
-        let caller = match self.scope.extract(&RequestHead::from(&parts)) {
-            Ok(caller) => caller,
-            Err(error) => {
-                count("bad_request");
-                return Ok(self.responder.respond(&MissingKey(error)));
-            }
-        };
         let body = match read_limited(body, config.max_request_body).await {
             Ok(body) => body,
             Err(rejection) => return Ok(self.refuse(rejection)),
@@ -139,7 +122,9 @@ where
                 Err(error) => {
                     count("backend_error");
                     return if config.on_backend_error.apply("idempotency", &error) {
-                        self.pass(parts, Either::Left(Full::new(body))).await
+                        let request = Request::from_parts(parts, Either::Left(Full::new(body)));
+                        let response = self.inner.call(request).await?;
+                        Ok(response.map(IdempotencyBody::streamed))
                     } else {
                         Ok(self.responder.respond(&BackendUnavailable {
                             layer: "idempotency",
@@ -186,23 +171,8 @@ where
         Ok(finish(&config, guard, response).await)
     }
 
-    async fn pass(
-        &mut self,
-        parts: Parts,
-        body: InnerBody<ReqB>,
-    ) -> Result<Response<IdempotencyBody<ResB>>, Svc::Error> {
-        let response = self.inner.call(Request::from_parts(parts, body)).await?;
-        Ok(response.map(IdempotencyBody::streamed))
-    }
-
     fn refuse(&self, rejection: IdempotencyRejection) -> Response<IdempotencyBody<ResB>> {
-        count(match rejection {
-            IdempotencyRejection::KeyReused => "key_reused",
-            IdempotencyRejection::InFlight { .. } => "in_flight",
-            IdempotencyRejection::NotReplayable => "not_replayable",
-            _ => "bad_request",
-        });
-        self.responder.respond(&rejection)
+        refuse(&self.responder, rejection)
     }
 
     fn replay(&self, stored: Bytes) -> Response<IdempotencyBody<ResB>> {
@@ -231,6 +201,20 @@ where
             }
         }
     }
+}
+
+/// Counts `rejection` and renders it with `responder`.
+pub(crate) fn refuse<R, ResB>(responder: &R, rejection: IdempotencyRejection) -> Response<ResB>
+where
+    R: Responder<ResB>,
+{
+    count(match rejection {
+        IdempotencyRejection::KeyReused => "key_reused",
+        IdempotencyRejection::InFlight { .. } => "in_flight",
+        IdempotencyRejection::NotReplayable => "not_replayable",
+        _ => "bad_request",
+    });
+    responder.respond(&rejection)
 }
 
 /// The request body in memory (to fingerprint it, and to send it on), or why not.

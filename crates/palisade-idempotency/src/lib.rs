@@ -66,7 +66,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `layer.rs`, `policy.rs` | [`IdempotencyLayer`] and its settings ([`InFlight`]) |
-//! | `service.rs`, `journey.rs` | the service, and one keyed request's way through it |
+//! | `service.rs`, `future.rs`, `journey.rs` | the service (what needs no store is decided in `call`), its [`ResponseFuture`] (pass-through and refusals unboxed), and one keyed request's way through it |
 //! | `capture.rs`, `claim_guard.rs` | the response kept and stored; the claim settled however the request ends |
 //! | [`state`] | the record's pure state machine |
 //! | [`store`] | memory, Redis (`scripts/*.lua`), PostgreSQL and dual stores |
@@ -111,6 +111,7 @@ mod claim_guard;
 mod client_key;
 pub mod dedup;
 mod fingerprint;
+mod future;
 pub mod header;
 mod journey;
 mod json;
@@ -129,12 +130,13 @@ pub use body::InnerBody;
 pub use client_key::idempotency_key_for;
 pub use dedup::{Deduplicator, Processed};
 pub use fingerprint::Fingerprint;
+pub use future::ResponseFuture;
 pub use layer::IdempotencyLayer;
 pub use outcome::{IdempotencyRecord, NotApplied, UnknownOutcome};
 pub use policy::InFlight;
 pub use record::{CorruptRecord, StoredResponse};
 pub use rejection::IdempotencyRejection;
-pub use service::{Idempotency, IdempotencyFuture};
+pub use service::Idempotency;
 #[cfg(all(feature = "redis", feature = "postgres"))]
 pub use store::DualStore;
 #[cfg(feature = "postgres")]

@@ -2,9 +2,7 @@
 
 use std::{
     fmt,
-    future::Future,
     marker::PhantomData,
-    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -12,13 +10,21 @@ use std::{
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use palisade_core::{Responder, key::KeyExtractor};
+use http_body_util::Either;
+use palisade_core::{
+    Responder,
+    key::{KeyExtractor, RequestHead},
+    responder::MissingKey,
+};
 use tower_service::Service;
 
 use crate::{
-    IdempotencyBody,
+    IdempotencyBody, IdempotencyRejection,
     body::{BoxError, InnerBody},
-    journey::Journey,
+    future::ResponseFuture,
+    header::{KeyProblem, idempotency_key},
+    journey::{Journey, refuse},
+    metrics::count,
     policy::Config,
     store::IdempotencyStore,
 };
@@ -46,10 +52,6 @@ impl<Svc: fmt::Debug, S: fmt::Debug, K, R> fmt::Debug for Idempotency<Svc, S, K,
     }
 }
 
-/// The future of [`Idempotency`]: boxed, since a request takes several store round trips
-/// (claim, renewals, complete) around the inner call.
-pub type IdempotencyFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
-
 impl<Svc, S, K, R, ReqB, ResB> Service<Request<ReqB>> for Idempotency<Svc, S, K, R>
 where
     Svc: Service<Request<InnerBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -65,24 +67,51 @@ where
 {
     type Response = Response<IdempotencyBody<ResB>>;
     type Error = Svc::Error;
-    type Future = IdempotencyFuture<Self::Response, Self::Error>;
+    type Future = ResponseFuture<Svc::Future, ResB, Svc::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        // What needs no store is decided here, without an allocation: the method, the key
+        // header, the caller.
+        if !self.config.methods.contains(request.method()) {
+            return ResponseFuture::passing(self.inner.call(request.map(Either::Right)));
+        }
+        let key = match idempotency_key(request.headers()) {
+            Ok(Some(key)) => key,
+            Ok(None) if !self.config.required => {
+                count("bypassed");
+                return ResponseFuture::passing(self.inner.call(request.map(Either::Right)));
+            }
+            Ok(None) => {
+                let rejection = IdempotencyRejection::BadKey(KeyProblem::Missing);
+                return ResponseFuture::refused(refuse(&self.responder, rejection));
+            }
+            Err(problem) => {
+                let rejection = IdempotencyRejection::BadKey(problem);
+                return ResponseFuture::refused(refuse(&self.responder, rejection));
+            }
+        };
+        let caller = match self.scope.extract(&RequestHead::from(&request)) {
+            Ok(caller) => caller,
+            Err(error) => {
+                count("bad_request");
+                return ResponseFuture::refused(self.responder.respond(&MissingKey(error)));
+            }
+        };
         // Use the service that was readied, leave a fresh clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let journey = Journey {
             inner,
             store: self.store.clone(),
-            scope: self.scope.clone(),
             responder: self.responder.clone(),
             config: self.config.clone(),
             _bodies: PhantomData,
         };
-        Box::pin(journey.run(request))
+        let (parts, body) = request.into_parts();
+        ResponseFuture::keyed(Box::pin(journey.run(parts, body, key, caller)))
     }
 }
