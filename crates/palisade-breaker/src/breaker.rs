@@ -15,66 +15,16 @@ use tokio::{sync::broadcast, time::Instant};
 
 use crate::{
     CircuitOpen,
-    decide::{self, Counts, ProbeVerdict},
+    decide::{self, Counts},
+    permit::{Permit, PermitKind},
     policy::BreakerPolicy,
-    window::{FAILED, Outcomes, SLOW},
+    state::{self, State},
+    window::Outcomes,
 };
 
-/// Where a breaker stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[repr(u8)]
-pub enum State {
-    /// Calls flow; outcomes are measured.
-    Closed = 0,
-    /// Calls are refused until the open duration has passed.
-    Open = 1,
-    /// A few probe calls decide between closing and opening again.
-    HalfOpen = 2,
-    /// Set by an operator: every call is refused.
-    ForcedOpen = 3,
-    /// Set by an operator: every call flows, nothing is measured.
-    Disabled = 4,
-    /// Set by an operator: calls flow and are measured, the breaker never opens.
-    MetricsOnly = 5,
-}
-
-impl State {
-    const ALL: [State; 6] = [
-        State::Closed,
-        State::Open,
-        State::HalfOpen,
-        State::ForcedOpen,
-        State::Disabled,
-        State::MetricsOnly,
-    ];
-
-    fn from_word(word: u64) -> State {
-        State::ALL[(word & 0xff) as usize % 6]
-    }
-
-    /// The name used in metrics and events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half_open",
-            State::ForcedOpen => "forced_open",
-            State::Disabled => "disabled",
-            State::MetricsOnly => "metrics_only",
-        }
-    }
-}
-
-/// How a call ended, as the breaker counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// It worked.
-    Success,
-    /// It failed (a 5xx, a connection error, a timeout…).
-    Failure,
-    /// Neither: it says nothing about the upstream's health (a cancelled call…).
-    Ignored,
+/// The state in a packed word (low 8 bits).
+pub(crate) fn state_of(word: u64) -> State {
+    State::ALL[(word & 0xff) as usize % 6]
 }
 
 /// A state change, published to [`CircuitBreaker::subscribe`] listeners.
@@ -130,31 +80,31 @@ pub struct Snapshot {
 /// ```
 #[derive(Clone)]
 pub struct CircuitBreaker {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    policy: BreakerPolicy,
+    pub(crate) policy: BreakerPolicy,
     /// The `breaker` label of this breaker's metrics: its name, or for a per-key breaker the
     /// registry's policy name (a key never goes into a label: the series would be unbounded).
-    metrics_name: Arc<str>,
-    epoch: Instant,
+    pub(crate) metrics_name: Arc<str>,
+    pub(crate) epoch: Instant,
     /// The state (low 8 bits) and the number of transitions so far (the rest). One CAS moves
     /// both, so an outcome from a call admitted under an earlier state is recognised and
     /// never counted against the new one.
-    word: AtomicU64,
+    pub(crate) word: AtomicU64,
     /// While `Open`: when (µs since `epoch`) probing may start. Written before the state.
-    open_until: AtomicU64,
+    pub(crate) open_until: AtomicU64,
     /// Reopenings in a row since the breaker last closed (grows the open duration).
-    reopenings: AtomicU32,
-    consecutive_failures: AtomicU32,
+    pub(crate) reopenings: AtomicU32,
+    pub(crate) consecutive_failures: AtomicU32,
     /// Half-open bookkeeping, zeroed when the breaker opens (before any probe can start).
-    probes_admitted: AtomicU32,
-    probes_done: AtomicU32,
-    probe_failures: AtomicU32,
-    window: Outcomes,
-    events: broadcast::Sender<Transition>,
-    metrics: Metrics,
+    pub(crate) probes_admitted: AtomicU32,
+    pub(crate) probes_done: AtomicU32,
+    pub(crate) probe_failures: AtomicU32,
+    pub(crate) window: Outcomes,
+    pub(crate) events: broadcast::Sender<Transition>,
+    pub(crate) metrics: Metrics,
     /// Set when the breaker joins a fleet (see `Fleet`): its probe gate and outbox.
     pub(crate) fleet: std::sync::OnceLock<FleetLink>,
 }
@@ -182,28 +132,10 @@ pub(crate) enum FleetEvent {
     Closed,
 }
 
-struct Metrics {
+pub(crate) struct Metrics {
     state: [Gauge; 6],
-    calls: [Counter; 4],
+    pub(crate) calls: [Counter; 4],
     rejections: Counter,
-}
-
-/// The right to make one call; report its outcome with [`record`](Permit::record). Dropping
-/// it unreported (a cancelled call) frees a half-open probe slot and counts nothing.
-pub struct Permit {
-    breaker: CircuitBreaker,
-    word: u64,
-    kind: PermitKind,
-    /// When the call started, if call durations are measured (slow-call detection).
-    started: Option<Instant>,
-    done: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PermitKind {
-    Measured,
-    Probe,
-    Unmeasured,
 }
 
 impl CircuitBreaker {
@@ -255,7 +187,7 @@ impl CircuitBreaker {
 
     /// The current state.
     pub fn state(&self) -> State {
-        State::from_word(self.inner.word.load(Acquire))
+        state_of(self.inner.word.load(Acquire))
     }
 
     /// State transitions from now on. Nothing is built or sent per call; a slow listener
@@ -264,7 +196,7 @@ impl CircuitBreaker {
         self.inner.events.subscribe()
     }
 
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         Instant::now()
             .saturating_duration_since(self.inner.epoch)
             .as_micros() as u64
@@ -282,7 +214,7 @@ impl CircuitBreaker {
                 started: inner.policy.slow_call_duration.map(|_| Instant::now()),
                 done: false,
             };
-            match State::from_word(word) {
+            match state_of(word) {
                 State::Closed | State::MetricsOnly => return Ok(permit(PermitKind::Measured)),
                 State::Disabled => return Ok(permit(PermitKind::Unmeasured)),
                 State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
@@ -333,22 +265,19 @@ impl CircuitBreaker {
 
     /// Moves from exactly `from` (state and transition count) to `to`; false if another
     /// thread moved first.
-    fn transition(&self, from: u64, to: State) -> bool {
+    pub(crate) fn transition(&self, from: u64, to: State) -> bool {
         self.transition_with(from, to, None)
     }
 
     /// As [`transition`](Self::transition), opening for `wait` instead of the policy's duration.
     fn transition_with(&self, from: u64, to: State, wait: Option<Duration>) -> bool {
         let inner = &*self.inner;
-        let from_state = State::from_word(from);
+        let from_state = state_of(from);
         let mut opened_for = Duration::ZERO;
         if to == State::Open {
             // The first opening waits the base duration; each failed probe round grows it.
-            let reopenings = if from_state == State::HalfOpen {
-                inner.reopenings.load(Acquire) + 1
-            } else {
-                0
-            };
+            let reopenings =
+                state::reopenings_on_opening(from_state, inner.reopenings.load(Acquire));
             let wait = wait.unwrap_or_else(|| {
                 decide::open_duration(
                     &inner.policy.open_duration,
@@ -412,7 +341,7 @@ impl CircuitBreaker {
         let inner = &*self.inner;
         loop {
             let word = inner.word.load(Acquire);
-            match State::from_word(word) {
+            match state_of(word) {
                 State::Closed => {
                     if self.transition_with(word, State::Open, Some(wait)) {
                         return;
@@ -434,7 +363,7 @@ impl CircuitBreaker {
     /// closes here too, without a probe round of its own.
     pub(crate) fn close_remotely(&self) {
         let word = self.inner.word.load(Acquire);
-        if State::from_word(word) == State::Open {
+        if state_of(word) == State::Open {
             // Lost to a concurrent transition: the next sync looks again.
             self.transition(word, State::Closed);
         }
@@ -488,7 +417,7 @@ impl CircuitBreaker {
     fn set(&self, to: State) {
         loop {
             let word = self.inner.word.load(Acquire);
-            if State::from_word(word) == to || self.transition(word, to) {
+            if state_of(word) == to || self.transition(word, to) {
                 return;
             }
         }
@@ -547,132 +476,11 @@ impl fmt::Debug for CircuitBreaker {
     }
 }
 
-impl Permit {
-    /// Reports how the call ended; its duration (since the permit was granted) decides
-    /// whether it was slow.
-    pub fn record(mut self, outcome: Outcome) {
-        self.done = true;
-        let slow = match (self.started, self.breaker.inner.policy.slow_call_duration) {
-            (Some(started), Some(threshold)) => started.elapsed() >= threshold,
-            _ => false,
-        };
-        self.finish(outcome, slow);
-    }
-
-    fn finish(&self, outcome: Outcome, slow: bool) {
-        let breaker = &self.breaker;
-        let inner = &*breaker.inner;
-        if self.kind == PermitKind::Unmeasured {
-            return;
-        }
-        if outcome == Outcome::Ignored {
-            inner.metrics.calls[3].increment(1);
-            self.release_probe();
-            return;
-        }
-        let mut bits = 0;
-        if outcome == Outcome::Failure {
-            bits |= FAILED;
-        }
-        if slow {
-            bits |= SLOW;
-        }
-        let metric = if bits & FAILED != 0 {
-            1
-        } else if bits & SLOW != 0 {
-            2
-        } else {
-            0
-        };
-        inner.metrics.calls[metric].increment(1);
-        // An outcome from a call admitted under an earlier state says nothing about this one.
-        let word = inner.word.load(Acquire);
-        if word != self.word {
-            return;
-        }
-        let bad = bits != 0;
-        match self.kind {
-            PermitKind::Measured => {
-                // Only a time window needs the clock.
-                let second = match inner.window {
-                    Outcomes::Time(_) => breaker.now() / 1_000_000,
-                    Outcomes::Count(_) => 0,
-                };
-                inner.window.record(bits, second);
-                let consecutive = if bits & FAILED != 0 {
-                    inner.consecutive_failures.fetch_add(1, AcqRel) + 1
-                } else {
-                    // Read first: a store on every success would bounce the cache line
-                    // between cores even when nothing changes.
-                    if inner.consecutive_failures.load(Relaxed) != 0 {
-                        inner.consecutive_failures.store(0, Release);
-                    }
-                    0
-                };
-                // Rates can only reach a threshold on a bad call, or on the call that fills the
-                // window up to `minimum_calls` (count windows; a time window's next bad call
-                // decides, to keep good calls O(1)).
-                if State::from_word(word) == State::Closed {
-                    let evaluate = bad
-                        || matches!(&inner.window, Outcomes::Count(w) if w.calls() == inner.policy.minimum_calls);
-                    if evaluate
-                        && decide::should_open(
-                            &inner.policy,
-                            inner.window.counts(second),
-                            consecutive,
-                        )
-                    {
-                        breaker.transition(word, State::Open);
-                    }
-                }
-            }
-            PermitKind::Probe => {
-                let failures =
-                    inner.probe_failures.fetch_add(u32::from(bad), AcqRel) + u32::from(bad);
-                let done = inner.probes_done.fetch_add(1, AcqRel) + 1;
-                match decide::probe_verdict(&inner.policy, done, failures) {
-                    Some(ProbeVerdict::Reopen) => {
-                        breaker.transition(word, State::Open);
-                    }
-                    Some(ProbeVerdict::Close) => {
-                        breaker.transition(word, State::Closed);
-                    }
-                    None => {}
-                }
-            }
-            PermitKind::Unmeasured => {}
-        }
-    }
-
-    fn release_probe(&self) {
-        let inner = &*self.breaker.inner;
-        if self.kind == PermitKind::Probe && inner.word.load(Acquire) == self.word {
-            let _ = inner
-                .probes_admitted
-                .fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
-        }
-    }
-}
-
 impl Drop for Inner {
     // A breaker that goes (evicted from a registry) leaves the state count it added.
     fn drop(&mut self) {
-        let state = State::from_word(*self.word.get_mut());
+        let state = state_of(*self.word.get_mut());
         self.metrics.state[state as usize].decrement(1.0);
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if !self.done {
-            self.release_probe();
-        }
-    }
-}
-
-impl fmt::Debug for Permit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit").field("kind", &self.kind).finish()
     }
 }
 

@@ -52,6 +52,18 @@
 //! Classification is pluggable ([`Classify`]): [`HttpFailures`] (5xx, errors) by default,
 //! [`GrpcFailures`], [`ErrorsAreFailures`], or a closure.
 //!
+//! # Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `layer.rs`, `service.rs`, `future.rs` | [`CircuitBreakerLayer`], the [`Breaker`] service, its [`ResponseFuture`] |
+//! | `policy.rs` | [`BreakerPolicy`] and its serde form, validated |
+//! | [`state`], [`decide`] | the pure state machine ([`state::Machine`], the specification) and its thresholds |
+//! | `breaker.rs`, `permit.rs`, `window.rs` | the atomic executor of that machine ([`CircuitBreaker`]), the [`Permit`] that records an outcome, the lock-free windows |
+//! | `keyed.rs` | per-key breakers in core's bounded registry |
+//! | `fleet.rs`, `scripts/fleet.lua` | fleet-shared state in Redis (`Fleet`, feature `redis`) |
+//! | [`classify`], `rejection.rs` | what counts as a failure; the refusal ([`CircuitOpen`]) |
+//!
 //! # Observability
 //!
 //! - `palisade_breaker_state{breaker, state}`: one-hot gauge (the previous state is zeroed);
@@ -72,21 +84,25 @@ mod fleet;
 mod future;
 mod keyed;
 mod layer;
+mod permit;
 mod policy;
 mod rejection;
 mod service;
+pub mod state;
 mod window;
 
-pub use breaker::{CircuitBreaker, Outcome, Permit, Snapshot, State, Transition};
+pub use breaker::{CircuitBreaker, Snapshot, Transition};
 pub use classify::{Classify, ClassifyFn, ErrorsAreFailures, GrpcFailures, HttpFailures};
 #[cfg(feature = "redis")]
 pub use fleet::Fleet;
 pub use future::ResponseFuture;
 pub use keyed::{BreakerRegistry, KeyedBreaker, KeyedCircuitBreakerLayer, UriAuthority};
 pub use layer::CircuitBreakerLayer;
+pub use permit::Permit;
 pub use policy::{
     BreakerPolicy, BreakerPolicyBuilder, BreakerPolicyConfig, OpenConfig, OpenDuration,
     PolicyError, Window, WindowConfig,
 };
 pub use rejection::{AsError, CircuitOpen, OnOpen, Respond};
 pub use service::Breaker;
+pub use state::{Outcome, State};

@@ -35,6 +35,17 @@
 //! concurrent calls to the partner API") with leases that expire when an instance dies and are
 //! renewed for long calls.
 //!
+//! # Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `layer.rs`, `service.rs`, `future.rs`, `reservation.rs` | [`BulkheadLayer`], its service, its [`ResponseFuture`], the slot a call reserves |
+//! | `pool.rs`, `tier.rs` | the local pool with priority tiers and bounded queues |
+//! | `keyed.rs` | per-key pools in core's bounded registry |
+//! | `adaptive/` | adaptive limits: the pure `next_limit` (`algorithm.rs`), the limit, its layer |
+//! | `fleet/` | the Redis-wide semaphore (feature `redis`): pure lease rules (`state.rs`) and their Lua twin (`scripts/semaphore.lua`), permits, layer |
+//! | `fallback.rs`, `rejection.rs` | what a refused call answers |
+//!
 //! # Observability
 //!
 //! [`Pool::snapshot`] (serde) gives active, queued and the most ever active. Metrics:

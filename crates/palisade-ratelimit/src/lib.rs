@@ -82,6 +82,17 @@
 //!
 //! [`RateLimiter`] checks a key without any HTTP: `check(key, cost)`, `peek(key, cost)`.
 //!
+//! # Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `layer.rs`, `service.rs`, `future.rs` | [`RateLimitLayer`], its service, its [`ResponseFuture`] |
+//! | `policy.rs`, `select.rs` | [`Policy`] (serde, validated) and per-request policy selection |
+//! | [`algorithm`] | the pure decisions: GCRA, token bucket, sliding-window log, fixed window |
+//! | [`store`] | memory and Redis (`scripts/check.lua`, the algorithms' Lua twin) stores |
+//! | `limiter.rs`, `decision.rs`, `verdict.rs` | [`RateLimiter`] for direct use; a decision; allowed / refused / undecided |
+//! | [`headers`], `sf.rs`, `rejection.rs`, `error.rs` | IETF `RateLimit` headers, structured fields, the refusal, errors |
+//!
 //! # Observability
 //!
 //! - `palisade_ratelimit_decisions_total{policy, outcome=allowed|rejected|shadow_rejected}`

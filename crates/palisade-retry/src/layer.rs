@@ -13,7 +13,7 @@ use crate::{Retry, RetryBudget, RetryPolicy, classify::HttpRetry};
 /// `Idempotency-Key` header, and a body that fits the replay buffer). Then attempts follow the
 /// [`RetryPolicy`]: jittered backoff, `Retry-After` honoured (capped), a per-attempt timeout, an
 /// overall deadline, and a [`RetryBudget`] shared by every clone so a failing upstream never
-/// sees retry amplification. The inner service receives [`ReplayBody`]s.
+/// sees retry amplification. The inner service receives [`ReplayBody`](crate::ReplayBody)s.
 ///
 /// Put it **inside** the circuit breaker — `palisade::retry::client_stack` builds that
 /// order — so retries stop while the circuit is open and the breaker counts one outcome per

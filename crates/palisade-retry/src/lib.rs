@@ -40,6 +40,15 @@
 //! refusal (an open circuit, a local rate limit). Bodies up to the replay limit (64 KiB) are
 //! buffered and sent byte-for-byte on every attempt; larger bodies are streamed once.
 //!
+//! # Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `layer.rs`, `service.rs`, `future.rs` | [`RetryLayer`], the [`Retry`] service, its [`ResponseFuture`] (the attempts as a state machine) |
+//! | `policy.rs`, [`decide`] | [`RetryPolicy`]; the pure decision after each attempt |
+//! | `budget.rs`, [`backoff`] | the shared [`RetryBudget`]; jittered backoff (core's) |
+//! | [`classify`] | what is retried ([`HttpRetry`]) |
+//!
 //! # Metrics
 //!
 //! `palisade_retry_calls_total{outcome=success_without_retry|success_with_retry|failed_without_retry|failed_with_retry}`
