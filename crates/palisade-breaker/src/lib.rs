@@ -61,7 +61,7 @@
 //! | [`state`], [`decide`] | the pure state machine ([`state::Machine`], the specification) and its thresholds |
 //! | `breaker.rs`, `permit.rs`, `window.rs` | the atomic executor of that machine ([`CircuitBreaker`]), the [`Permit`] that records an outcome, the lock-free windows |
 //! | `keyed.rs` | per-key breakers in core's bounded registry |
-//! | `fleet.rs`, `scripts/fleet.lua` | fleet-shared state in Redis (`Fleet`, feature `redis`) |
+//! | `fleet/` | fleet-shared state in Redis (`Fleet`, feature `redis`): `scripts/fleet.lua` and its pure twin (`fleet::state`) |
 //! | [`classify`], `rejection.rs` | what counts as a failure; the refusal ([`CircuitOpen`]) |
 //!
 //! # Observability
@@ -80,7 +80,7 @@ mod breaker;
 pub mod classify;
 pub mod decide;
 #[cfg(feature = "redis")]
-mod fleet;
+pub mod fleet;
 mod future;
 mod keyed;
 mod layer;

@@ -80,8 +80,9 @@
 //! |---|---|
 //! | `locker.rs`, `guard.rs`, `held.rs` | the [`Locker`] trait, the [`LockGuard`] and its watchdog, [`HeldLock`] |
 //! | `store/` | `memory.rs`, `redis.rs` (scripts in `scripts/*.lua`), `redlock.rs`, `postgres.rs` |
+//! | [`state`] | one lock's record as a pure state machine (memory runs it; the Lua scripts are its twin) |
 //! | `quorum` (feature `redis`) | Redlock's quorum and validity arithmetic, pure |
-//! | `layer.rs`, `service.rs`, `rejection.rs` | [`LockLayer`], [`LockService`], [`Locked`] |
+//! | `layer.rs`, `service.rs`, `future.rs`, `rejection.rs` | [`LockLayer`], [`LockService`], its [`ResponseFuture`], [`Locked`] |
 //! | [`fencing`] | the resource side: fenced writes |
 //!
 //! # Features
@@ -104,6 +105,7 @@ mod locker;
 pub mod quorum;
 mod rejection;
 mod service;
+pub mod state;
 mod store;
 
 pub use error::LockError;

@@ -13,6 +13,7 @@ use crate::{
     error::check_name,
     guard::{Held, HeldFuture},
     locker::owner_token,
+    state::{Acquired, LockRecord},
 };
 
 /// Locks in a mutex-guarded map, with leases and fencing tokens like the Redis lock, timed by
@@ -23,15 +24,11 @@ use crate::{
 /// there.
 #[derive(Debug, Clone)]
 pub struct MemoryLock {
-    state: Arc<Mutex<HashMap<String, Entry>>>,
+    state: Arc<Mutex<HashMap<String, LockRecord>>>,
+    /// Times in the records are milliseconds since this instant.
+    epoch: Instant,
     ttl: Duration,
     watchdog: bool,
-}
-
-#[derive(Debug, Default)]
-struct Entry {
-    holder: Option<(String, Instant)>,
-    fence: u64,
 }
 
 impl MemoryLock {
@@ -39,6 +36,7 @@ impl MemoryLock {
     pub fn new(ttl: Duration) -> Self {
         MemoryLock {
             state: Arc::default(),
+            epoch: Instant::now(),
             ttl: ttl.max(Duration::from_millis(3)),
             watchdog: true,
         }
@@ -50,8 +48,18 @@ impl MemoryLock {
         self
     }
 
-    fn lock_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, LockRecord>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Milliseconds since the epoch, rounded up: a lease never looks longer than it is.
+    fn now_ms(&self) -> u64 {
+        let since = Instant::now().saturating_duration_since(self.epoch);
+        since.as_micros().div_ceil(1_000) as u64
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.ttl.as_millis() as u64
     }
 }
 
@@ -62,37 +70,24 @@ struct MemoryHeld {
 }
 
 impl MemoryHeld {
-    fn with_own(&self, f: impl FnOnce(&mut Entry)) -> bool {
-        let now = Instant::now();
+    /// Applies `op` to this lock's record at the current time.
+    fn on_record(&self, op: impl FnOnce(&mut LockRecord, u64) -> bool) -> bool {
+        let now = self.lock.now_ms();
         let mut map = self.lock.lock_map();
-        match map.get_mut(&self.name) {
-            Some(entry)
-                if entry
-                    .holder
-                    .as_ref()
-                    .is_some_and(|(t, until)| *t == self.token && *until > now) =>
-            {
-                f(entry);
-                true
-            }
-            _ => false,
-        }
+        map.get_mut(&self.name)
+            .is_some_and(|record| op(record, now))
     }
 }
 
 impl Held for MemoryHeld {
     fn extend(&self) -> HeldFuture<'_, bool> {
-        let until = Instant::now() + self.lock.ttl;
-        let extended = self.with_own(|entry| {
-            if let Some((_, at)) = entry.holder.as_mut() {
-                *at = until;
-            }
-        });
+        let ttl = self.lock.ttl_ms();
+        let extended = self.on_record(|record, now| record.extend(&self.token, ttl, now));
         Box::pin(async move { Ok(extended) })
     }
 
     fn release(&self) -> HeldFuture<'_, bool> {
-        let released = self.with_own(|entry| entry.holder = None);
+        let released = self.on_record(|record, now| record.release(&self.token, now));
         Box::pin(async move { Ok(released) })
     }
 }
@@ -100,17 +95,16 @@ impl Held for MemoryHeld {
 impl Locker for MemoryLock {
     async fn try_acquire(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
         check_name(name)?;
-        let now = Instant::now();
+        let sent_at = Instant::now();
         let token = owner_token();
         let fence = {
+            let now = self.now_ms();
             let mut map = self.lock_map();
-            let entry = map.entry(name.to_owned()).or_default();
-            if entry.holder.as_ref().is_some_and(|(_, until)| *until > now) {
-                return Ok(None);
+            let record = map.entry(name.to_owned()).or_default();
+            match record.acquire(&token, self.ttl_ms(), now, 0) {
+                Acquired::Granted { token } => token,
+                Acquired::Held { .. } => return Ok(None),
             }
-            entry.fence += 1;
-            entry.holder = Some((token.clone(), now + self.ttl));
-            entry.fence
         };
         let held = Arc::new(MemoryHeld {
             lock: self.clone(),
@@ -121,7 +115,7 @@ impl Locker for MemoryLock {
             name,
             Some(fence),
             self.ttl,
-            now,
+            sent_at,
             self.watchdog,
             held,
         )))

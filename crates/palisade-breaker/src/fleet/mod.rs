@@ -1,5 +1,8 @@
 //! Fleet-wide breaker state through Redis: when one instance opens, the others learn it, and
-//! only one instance at a time probes a sick upstream.
+//! only one instance at a time probes a sick upstream. [`Fleet`] runs `scripts/fleet.lua`;
+//! [`state`] is the script's pure twin.
+
+pub mod state;
 
 use std::{
     sync::{Arc, LazyLock, atomic::Ordering},
@@ -18,7 +21,7 @@ use crate::{
 };
 
 static FLEET: LazyLock<RedisScript> =
-    LazyLock::new(|| RedisScript::new(include_str!("scripts/fleet.lua")));
+    LazyLock::new(|| RedisScript::new(include_str!("../scripts/fleet.lua")));
 
 /// Shares a breaker's openings across every instance using the same Redis and breaker name.
 ///
