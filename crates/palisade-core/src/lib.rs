@@ -47,6 +47,7 @@ pub mod backoff;
 pub mod body;
 #[cfg(feature = "tokio")]
 pub mod deadline;
+mod either;
 pub mod key;
 #[cfg(feature = "tokio")]
 pub mod lease;
@@ -61,6 +62,7 @@ pub mod token;
 pub mod wire;
 
 pub use backend::{BackendError, OnBackendError};
+pub use either::{Either, EitherFuture};
 pub use problem::ProblemDetails;
 pub use responder::{ProblemJson, Rejection, Responder};
 

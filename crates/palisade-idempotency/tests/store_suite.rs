@@ -244,6 +244,18 @@ macro_rules! suite {
 suite!(memory, (common::memory_store(),));
 suite!(redis, common::redis_store().await);
 suite!(redis_rs, common::redis_rs_store().await);
+// A store chosen at run time: `Either` delegating to each side.
+suite!(
+    either_memory,
+    (palisade_core::Either::<_, palisade_idempotency::MemoryStore>::Left(common::memory_store()),)
+);
+suite!(either_redis, {
+    let (store, redis) = common::redis_store().await;
+    (
+        palisade_core::Either::<palisade_idempotency::MemoryStore, _>::Right(store),
+        redis,
+    )
+});
 suite!(postgres, common::postgres_store().await);
 suite!(dual, {
     let (store, r, p) = common::dual_store().await;

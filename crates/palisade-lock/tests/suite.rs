@@ -156,6 +156,13 @@ macro_rules! suite {
 }
 
 suite!(memory, (MemoryLock::new(Duration::from_secs(10)), ()));
+// A backend chosen at run time: `Either` delegating to its Redis side.
+suite!(either, {
+    let redis = TestRedis::connect().await;
+    let locks =
+        RedisLock::new(redis.client.clone(), Duration::from_secs(10)).with_prefix(&redis.prefix);
+    (palisade_core::Either::<MemoryLock, _>::Right(locks), redis)
+});
 suite!(redis, {
     let redis = TestRedis::connect().await;
     let locks =

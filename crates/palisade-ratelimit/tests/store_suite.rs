@@ -186,6 +186,20 @@ suite!(redis_rs, {
     let redis = TestRedis::connect().await;
     RedisStore::new(redis.redis_rs().await).with_prefix(&redis.prefix)
 });
+// A store chosen at run time: both sides of `Either` (the memory side decides synchronously,
+// the Redis side through its future).
+suite!(
+    either_memory,
+    palisade_core::Either::<MemoryStore, RedisStore<fred::clients::Client>>::Left(
+        MemoryStore::new()
+    )
+);
+suite!(either_redis, {
+    let redis = TestRedis::connect().await;
+    palisade_core::Either::<MemoryStore, _>::Right(
+        RedisStore::new(redis.client).with_prefix(&redis.prefix),
+    )
+});
 
 palisade_testkit::suite_on_cluster!(
     |client, prefix| RedisStore::new(client)

@@ -59,7 +59,7 @@
 #![warn(missing_docs)]
 
 pub use palisade_core as core;
-pub use palisade_core::{BackendError, OnBackendError, ProblemDetails, key};
+pub use palisade_core::{BackendError, Either, OnBackendError, ProblemDetails, key};
 
 /// Rate limiting: [`RateLimitLayer`](ratelimit::RateLimitLayer) and its stores.
 #[cfg(feature = "ratelimit")]

@@ -14,7 +14,7 @@ use palisade::{
     breaker::State as BreakerState,
     core::deadline::{Deadline, DeadlineLayer},
     idempotency::{IdempotencyLayer, IdempotencyRecord, IdempotencyStore},
-    key::{Header, path::decode_segment},
+    key::{Caller, CallerKey, Header, path::decode_segment},
     lock::{LockLayer, Locker, PathSegment},
     ratelimit::{Policy, RateLimitLayer, RateLimitStore},
 };
@@ -75,7 +75,8 @@ where
         }))
         .layer(
             RateLimitLayer::builder(backends.rate_limits, route.rate_limit.clone())
-                .key(Header::new("x-api-key"))
+                // The caller's key, taken once by `require_api_key`.
+                .key(Caller)
                 .build(),
         )
         .layer(middleware::from_fn(validate_payment))
@@ -84,7 +85,7 @@ where
             // until the lease ends; the ledger keys the charge by the record, so the retry
             // after the lease finds the charge instead of making a second one.
             IdempotencyLayer::new(backends.idempotency)
-                .scope(Header::new("x-api-key"))
+                .scope(Caller)
                 .require_key()
                 .namespace("payments")
                 .lease(route.idempotency_lease)
@@ -133,9 +134,11 @@ where
         .layer(middleware::from_fn(check_head))
 }
 
+/// Authenticates the caller by `x-api-key` and carries its key ([`CallerKey`]) for every
+/// layer after it: the header is read here once, not by each layer again.
 async fn require_api_key(
     known: std::sync::Arc<Option<Vec<String>>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let key = request.headers().get("x-api-key").map(|k| k.as_bytes());
@@ -145,10 +148,15 @@ async fn require_api_key(
         (Some(_), None) => true,
         (None, _) => false,
     };
-    if accepted {
-        next.run(request).await
-    } else {
-        problem::unauthorized()
+    if !accepted {
+        return problem::unauthorized();
+    }
+    match CallerKey::from_request(&Header::new("x-api-key"), &request) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(_) => problem::unauthorized(),
     }
 }
 

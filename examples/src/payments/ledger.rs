@@ -263,3 +263,34 @@ impl Ledger for RedisLedger {
         })
     }
 }
+
+/// The ledger chosen at run time (memory, or Redis for a fleet), like the other backends.
+impl<A: Ledger, B: Ledger> Ledger for palisade::Either<A, B> {
+    async fn enter(&self, order: &str, token: &str) -> Result<bool, BackendError> {
+        match self {
+            palisade::Either::Left(l) => l.enter(order, token).await,
+            palisade::Either::Right(l) => l.enter(order, token).await,
+        }
+    }
+
+    async fn leave(&self, order: &str, token: &str) -> Result<(), BackendError> {
+        match self {
+            palisade::Either::Left(l) => l.leave(order, token).await,
+            palisade::Either::Right(l) => l.leave(order, token).await,
+        }
+    }
+
+    async fn append(&self, order: &str, charge_id: &str, cents: u64) -> Result<u64, BackendError> {
+        match self {
+            palisade::Either::Left(l) => l.append(order, charge_id, cents).await,
+            palisade::Either::Right(l) => l.append(order, charge_id, cents).await,
+        }
+    }
+
+    async fn charges(&self, order: &str) -> Result<Charges, BackendError> {
+        match self {
+            palisade::Either::Left(l) => l.charges(order).await,
+            palisade::Either::Right(l) => l.charges(order).await,
+        }
+    }
+}

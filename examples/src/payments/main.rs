@@ -31,6 +31,7 @@ use fred::{
     },
 };
 use palisade::{
+    Either,
     idempotency::{
         DualStore, MemoryStore as MemoryIdempotency, PostgresStore, RedisStore as RedisIdempotency,
     },
@@ -73,76 +74,7 @@ async fn main() {
         .expect("valid uri");
     let quotes = Quotes::new(&settings.quote, upstream);
 
-    let app = match (&settings.redis_url, &settings.database_url) {
-        (None, _) => {
-            tracing::info!("in-memory backends: state is per process");
-            router(
-                &settings,
-                Backends {
-                    rate_limits: MemoryRateLimits::new(),
-                    idempotency: MemoryIdempotency::new(),
-                    locks: MemoryLock::new(settings.payments.lock_ttl),
-                    ledger: MemoryLedger::default(),
-                },
-                quotes,
-            )
-        }
-        (Some(redis_url), database_url) => {
-            let client = connect_redis(redis_url).await;
-            let prefix = settings.redis_prefix.clone();
-            let rate_limits = RedisRateLimits::new(client.clone()).with_prefix(&prefix);
-            let locks =
-                RedisLock::new(client.clone(), settings.payments.lock_ttl).with_prefix(&prefix);
-            let ledger = RedisLedger::new(
-                client.clone(),
-                &prefix,
-                settings.payments.lock_ttl,
-                settings.payments.idempotency_retention,
-            );
-            let redis_idempotency = RedisIdempotency::new(client).with_prefix(&prefix);
-            match database_url {
-                None => {
-                    tracing::info!(%redis_url, "Redis backends: shared by every instance");
-                    router(
-                        &settings,
-                        Backends {
-                            rate_limits,
-                            idempotency: redis_idempotency,
-                            locks,
-                            ledger,
-                        },
-                        quotes,
-                    )
-                }
-                Some(database_url) => {
-                    let pool = sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(10)
-                        .acquire_timeout(Duration::from_secs(2))
-                        .connect_lazy(database_url)
-                        .unwrap_or_else(|e| {
-                            eprintln!("payments: DATABASE_URL: {e}");
-                            std::process::exit(2);
-                        });
-                    let durable = PostgresStore::new(pool);
-                    if let Err(e) = durable.migrate().await {
-                        eprintln!("payments: cannot prepare the idempotency table: {e}");
-                        std::process::exit(1);
-                    }
-                    tracing::info!(%redis_url, "Redis backends, idempotency on Redis + PostgreSQL");
-                    router(
-                        &settings,
-                        Backends {
-                            rate_limits,
-                            idempotency: DualStore::new(redis_idempotency, durable),
-                            locks,
-                            ledger,
-                        },
-                        quotes,
-                    )
-                }
-            }
-        }
-    };
+    let app = router(&settings, backends(&settings).await, quotes);
 
     tracing::info!(%addr, "payments listening");
     println!("payments listening on http://{addr}");
@@ -163,6 +95,71 @@ async fn main() {
         tracing::info!("shutting down");
     };
     serve::serve(listener, app, settings.limits, shutdown).await;
+}
+
+/// Every backend, chosen from the settings at run time behind one type each
+/// ([`Either`]: memory or Redis; idempotency also Redis + PostgreSQL), so the router and its
+/// layers are built once, whatever runs behind them.
+type RateLimits = Either<MemoryRateLimits, RedisRateLimits<fred::clients::Client>>;
+type Idempotency = Either<
+    MemoryIdempotency,
+    Either<
+        RedisIdempotency<fred::clients::Client>,
+        DualStore<RedisIdempotency<fred::clients::Client>, PostgresStore>,
+    >,
+>;
+type Locks = Either<MemoryLock, RedisLock<fred::clients::Client>>;
+type Ledgers = Either<MemoryLedger, RedisLedger>;
+
+async fn backends(settings: &Settings) -> Backends<RateLimits, Idempotency, Locks, Ledgers> {
+    let Some(redis_url) = &settings.redis_url else {
+        tracing::info!("in-memory backends: state is per process");
+        return Backends {
+            rate_limits: Either::Left(MemoryRateLimits::new()),
+            idempotency: Either::Left(MemoryIdempotency::new()),
+            locks: Either::Left(MemoryLock::new(settings.payments.lock_ttl)),
+            ledger: Either::Left(MemoryLedger::default()),
+        };
+    };
+    let client = connect_redis(redis_url).await;
+    let prefix = settings.redis_prefix.clone();
+    let redis_idempotency = RedisIdempotency::new(client.clone()).with_prefix(&prefix);
+    let idempotency = match &settings.database_url {
+        None => {
+            tracing::info!(%redis_url, "Redis backends: shared by every instance");
+            Either::Right(Either::Left(redis_idempotency))
+        }
+        Some(database_url) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(2))
+                .connect_lazy(database_url)
+                .unwrap_or_else(|e| {
+                    eprintln!("payments: DATABASE_URL: {e}");
+                    std::process::exit(2);
+                });
+            let durable = PostgresStore::new(pool);
+            if let Err(e) = durable.migrate().await {
+                eprintln!("payments: cannot prepare the idempotency table: {e}");
+                std::process::exit(1);
+            }
+            tracing::info!(%redis_url, "Redis backends, idempotency on Redis + PostgreSQL");
+            Either::Right(Either::Right(DualStore::new(redis_idempotency, durable)))
+        }
+    };
+    Backends {
+        rate_limits: Either::Right(RedisRateLimits::new(client.clone()).with_prefix(&prefix)),
+        idempotency,
+        locks: Either::Right(
+            RedisLock::new(client.clone(), settings.payments.lock_ttl).with_prefix(&prefix),
+        ),
+        ledger: Either::Right(RedisLedger::new(
+            client,
+            &prefix,
+            settings.payments.lock_ttl,
+            settings.payments.idempotency_retention,
+        )),
+    }
 }
 
 /// A client that reconnects on its own (every 100 ms) and never waits long for an answer: the

@@ -17,6 +17,7 @@
 //! assert_eq!(key.to_string(), "header:k-123");
 //! ```
 
+mod caller;
 mod client_ip;
 mod closure;
 mod combine;
@@ -34,6 +35,7 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
+pub use caller::{Caller, CallerKey};
 pub use client_ip::{ClientIp, ForwardedHeader, PeerAddr};
 pub use closure::FnKey;
 pub use combine::{Global, Or};

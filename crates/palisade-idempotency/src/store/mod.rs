@@ -18,6 +18,7 @@
 
 #[cfg(all(feature = "redis", feature = "postgres"))]
 mod dual;
+mod either;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;

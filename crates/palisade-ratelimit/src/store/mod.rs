@@ -1,6 +1,7 @@
 //! Where limit state lives: the [`RateLimitStore`] trait, [`MemoryStore`] and
 //! [`RedisStore`](redis::RedisStore).
 
+mod either;
 mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
