@@ -416,3 +416,107 @@ impl Machine {
         (from, to)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::OpenDuration;
+
+    const SECOND: u64 = 1_000_000;
+
+    fn policy() -> BreakerPolicy {
+        BreakerPolicy::builder("t")
+            .time_window(2)
+            .minimum_calls(3)
+            .failure_rate(0.5)
+            .half_open_probes(1)
+            .open_for(OpenDuration {
+                base: Duration::from_secs(1),
+                multiplier: 2.0,
+                max: Duration::from_secs(8),
+                jitter: 0.0,
+            })
+            .build()
+            .unwrap()
+    }
+
+    fn call(m: &mut Machine, p: &BreakerPolicy, now: u64, outcome: Outcome) {
+        let ticket = m.admit(p, now).unwrap();
+        m.record(p, ticket, outcome, false, now, 0.5);
+    }
+
+    #[test]
+    fn a_good_call_never_opens_a_time_window_even_when_good_seconds_leave_it() {
+        let p = policy();
+        let mut m = Machine::new(&p);
+        for _ in 0..3 {
+            call(&mut m, &p, 0, Outcome::Success);
+        }
+        call(&mut m, &p, SECOND, Outcome::Failure);
+        call(&mut m, &p, SECOND, Outcome::Failure);
+        assert_eq!(m.state(), State::Closed, "2 of 5 failed");
+        // Second 0 leaves the window: 2 of 3 failed, but a good call does not evaluate.
+        call(&mut m, &p, 2 * SECOND, Outcome::Success);
+        assert_eq!(m.state(), State::Closed);
+        call(&mut m, &p, 2 * SECOND, Outcome::Failure);
+        assert_eq!(m.state(), State::Open);
+    }
+
+    #[test]
+    fn a_fleet_member_without_the_lease_stays_open() {
+        let p = policy();
+        let mut m = Machine::new(&p);
+        m.set(&p, State::Open, 0, Some(Duration::from_secs(1)), 0.5);
+        let lease_wait = Duration::from_millis(250);
+        let refused = m
+            .admit_in_fleet(&p, 2 * SECOND, false, lease_wait)
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            Refused {
+                state: State::Open,
+                retry_after: Some(lease_wait)
+            }
+        );
+        assert_eq!(m.state(), State::Open);
+        let probe = m.admit_in_fleet(&p, 2 * SECOND, true, lease_wait).unwrap();
+        assert_eq!(probe.kind, Admitted::Probe);
+        assert_eq!(m.state(), State::HalfOpen);
+    }
+
+    #[test]
+    fn a_probe_from_an_earlier_round_frees_no_slot_in_this_one() {
+        let p = policy();
+        let mut m = Machine::new(&p);
+        m.set(&p, State::Open, 0, Some(Duration::from_secs(1)), 0.5);
+        let stale = m.admit(&p, SECOND).unwrap();
+        assert_eq!(stale.kind, Admitted::Probe);
+        // That round ends (another report reopens it), a new one starts and fills its slot.
+        m.set(&p, State::Open, SECOND, Some(Duration::from_secs(1)), 0.5);
+        let fresh = m.admit(&p, 2 * SECOND).unwrap();
+        assert_eq!(fresh.kind, Admitted::Probe);
+        m.release(stale);
+        assert!(
+            m.admit(&p, 2 * SECOND).is_err(),
+            "the one slot is still taken"
+        );
+        m.release(fresh);
+        assert!(m.admit(&p, 2 * SECOND).is_ok());
+    }
+
+    #[test]
+    fn states_have_their_metric_names() {
+        let names: Vec<_> = State::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "closed",
+                "open",
+                "half_open",
+                "forced_open",
+                "disabled",
+                "metrics_only"
+            ]
+        );
+    }
+}

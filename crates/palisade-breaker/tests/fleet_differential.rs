@@ -12,8 +12,7 @@ use std::{sync::LazyLock, time::Duration};
 
 use palisade_breaker::fleet::state::{FleetOp, FleetRecord, FleetReply};
 use palisade_core::redis::{Arg, RedisClient, RedisScript};
-use palisade_testkit::TestRedis;
-use proptest::{prelude::*, test_runner::TestCaseError};
+use proptest::prelude::*;
 
 static FLEET: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../src/scripts/fleet.lua")));
@@ -42,7 +41,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(step, 1..30)
 }
 
-async fn run<C: RedisClient>(client: &C, prefix: &str, steps: &[Step]) -> Result<(), String> {
+async fn run<C: RedisClient>(client: &C, prefix: String, steps: Vec<Step>) -> Result<(), String> {
     let keys = [
         format!("{prefix}:{{fleet}}:open"),
         format!("{prefix}:{{fleet}}:probe"),
@@ -108,39 +107,9 @@ async fn run<C: RedisClient>(client: &C, prefix: &str, steps: &[Step]) -> Result
     Ok(())
 }
 
-fn differential<C: RedisClient>(rt: &tokio::runtime::Runtime, client: C, prefix: &str) {
-    let case = std::cell::Cell::new(0u64);
-    let config = ProptestConfig {
-        cases: 24,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    proptest!(config, |(steps in steps())| {
-        case.set(case.get() + 1);
-        let prefix = format!("{prefix}:case-{}", case.get());
-        rt.block_on(run(&client, &prefix, &steps))
-            .map_err(|e| TestCaseError::fail(format!("{e}\nsteps: {steps:?}")))?;
-    });
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-#[test]
-fn the_script_is_a_twin_of_the_record_on_fred() {
-    let rt = runtime();
-    let redis = rt.block_on(TestRedis::connect());
-    differential(&rt, redis.client.clone(), &redis.prefix);
-}
-
-#[test]
-fn the_script_is_a_twin_of_the_record_on_redis_rs() {
-    let rt = runtime();
-    let redis = rt.block_on(TestRedis::connect());
-    let client = rt.block_on(redis.redis_rs());
-    differential(&rt, client, &redis.prefix);
-}
+palisade_testkit::differential_on_both_clients!(
+    the_script_is_a_twin_of_the_record,
+    cases: 24,
+    steps: steps,
+    run: run,
+);

@@ -1,8 +1,8 @@
 //! `scripts/semaphore.lua` is the twin of the pure model (`palisade_bulkhead::fleet::state`):
 //! random sequences of acquire / renew / release by a few lease ids, with leases of different
 //! lengths (instances configured differently) and time steps that let leases run out, run
-//! through both with the same explicit clock, and every answer is compared. Needs the Redis at
-//! REDIS_URL.
+//! through both with the same explicit clock — on the fred and the redis-rs client — and every
+//! answer is compared. Needs the Redis at REDIS_URL.
 
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use palisade_bulkhead::{
     FleetSemaphore,
     fleet::state::{Leases, Op},
 };
-use palisade_testkit::TestRedis;
-use proptest::{prelude::*, test_runner::TestCaseError};
+use palisade_core::redis::RedisClient;
+use proptest::prelude::*;
 
 const CAPACITY: u32 = 3;
 
@@ -23,41 +23,39 @@ fn steps() -> impl Strategy<Value = Vec<(u64, Op, usize, u64)>> {
     prop::collection::vec((dt, op, 0usize..5, lease), 1..120)
 }
 
-#[test]
-fn the_script_is_a_twin_of_the_model() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let redis = rt.block_on(TestRedis::connect());
-    let case = std::cell::Cell::new(0u64);
-    let config = ProptestConfig {
-        cases: 64,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    proptest!(config, |(steps in steps())| {
-        case.set(case.get() + 1);
-        let name = format!("differential-{}", case.get());
-        let semaphore = FleetSemaphore::new(redis.client.clone(), &name, CAPACITY)
-            .with_prefix(&redis.prefix)
-            .timeout(Duration::from_secs(2));
-        let mut model = Leases::new();
-        // An explicit clock far from the server's, so no server-side expiry interferes.
-        let mut now = 1_000_000_000u64;
-        for (i, &(dt, op, id, lease)) in steps.iter().enumerate() {
-            now += dt;
-            let id = format!("lease-{id}");
-            let expected = model.step(now, op, &id, CAPACITY, lease);
-            let got = rt
-                .block_on(semaphore.step_at(op, &id, Duration::from_millis(lease), now))
-                .unwrap();
-            if got != expected {
-                return Err(TestCaseError::fail(format!(
-                    "step {i} ({op:?} {id}, lease {lease} ms, at +{dt} ms): the model says \
-                     {expected:?}, the script {got:?}\nsteps: {steps:?}"
-                )));
-            }
+/// One sequence on `client`, under `prefix`.
+async fn run<C: RedisClient>(
+    client: &C,
+    prefix: String,
+    steps: Vec<(u64, Op, usize, u64)>,
+) -> Result<(), String> {
+    let semaphore = FleetSemaphore::new(client.clone(), "differential", CAPACITY)
+        .with_prefix(&prefix)
+        .timeout(Duration::from_secs(2));
+    let mut model = Leases::new();
+    // An explicit clock far from the server's, so no server-side expiry interferes.
+    let mut now = 1_000_000_000u64;
+    for (i, &(dt, op, id, lease)) in steps.iter().enumerate() {
+        now += dt;
+        let id = format!("lease-{id}");
+        let expected = model.step(now, op, &id, CAPACITY, lease);
+        let got = semaphore
+            .step_at(op, &id, Duration::from_millis(lease), now)
+            .await
+            .map_err(|e| e.to_string())?;
+        if got != expected {
+            return Err(format!(
+                "step {i} ({op:?} {id}, lease {lease} ms, at +{dt} ms): the model says \
+                 {expected:?}, the script {got:?}"
+            ));
         }
-    });
+    }
+    Ok(())
 }
+
+palisade_testkit::differential_on_both_clients!(
+    the_script_is_a_twin_of_the_model,
+    cases: 64,
+    steps: steps,
+    run: run,
+);

@@ -8,7 +8,7 @@ use std::{sync::LazyLock, time::Duration};
 use bytes::Bytes;
 use palisade_core::{
     BackendError,
-    redis::{Arg, RedisClient, RedisScript, Reply},
+    redis::{Arg, CallError, RedisClient, RedisScript, Reply},
 };
 use palisade_testkit::{RedisNode, TestRedis};
 
@@ -125,6 +125,64 @@ async fn plain_commands<C: RedisClient>(client: C, key: &str) {
     assert_eq!(missing, Reply::Nil);
 }
 
+async fn pipelines<C: RedisClient>(client: C, tag: &str) {
+    let (a, b) = (format!("{{{tag}}}:a"), format!("{{{tag}}}:b"));
+    let commands = [
+        (
+            "SET",
+            vec![
+                Arg::from(a.as_str()),
+                Arg::from("1"),
+                Arg::from("PX"),
+                Arg::Int(60_000),
+            ],
+        ),
+        ("INCR", vec![Arg::from(a.as_str())]),
+        ("GET", vec![Arg::from(b.as_str())]),
+        (
+            "RPUSH",
+            vec![Arg::from(b.as_str()), Arg::from("x"), Arg::from("y")],
+        ),
+        (
+            "LRANGE",
+            vec![Arg::from(b.as_str()), Arg::Int(0), Arg::Int(-1)],
+        ),
+        ("PEXPIRE", vec![Arg::from(b.as_str()), Arg::Int(60_000)]),
+    ];
+    let replies = client.pipeline(&commands).await.unwrap();
+    assert_eq!(
+        replies,
+        vec![
+            Reply::Bytes(Bytes::from_static(b"OK")),
+            Reply::Int(2),
+            Reply::Nil,
+            Reply::Int(2),
+            Reply::Array(vec![
+                Reply::Bytes(Bytes::from_static(b"x")),
+                Reply::Bytes(Bytes::from_static(b"y")),
+            ]),
+            Reply::Int(1),
+        ]
+    );
+    // One command whose reply is an array stays one reply (not flattened into several).
+    let one = client
+        .pipeline(&[(
+            "LRANGE",
+            vec![Arg::from(b.as_str()), Arg::Int(0), Arg::Int(-1)],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1, "{one:?}");
+    // A command's error reply is the pipeline's error.
+    let wrong = client
+        .pipeline(&[
+            ("GET", vec![Arg::from(a.as_str())]),
+            ("INCR", vec![Arg::from(b.as_str())]),
+        ])
+        .await;
+    assert!(matches!(wrong, Err(CallError::Backend(_))), "{wrong:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fred_meets_the_contract() {
     let redis = TestRedis::connect().await;
@@ -132,6 +190,7 @@ async fn fred_meets_the_contract() {
     every_reply_shape(redis.client.clone(), &key).await;
     server_errors_are_errors(redis.client.clone()).await;
     plain_commands(redis.client.clone(), &key).await;
+    pipelines(redis.client.clone(), &key).await;
     let node = RedisNode::start();
     reloads_after_script_flush(node.client().await, &node).await;
     a_paused_server_times_out(node.client().await, &node).await;
@@ -144,6 +203,7 @@ async fn redis_rs_meets_the_contract() {
     every_reply_shape(redis.redis_rs().await, &key).await;
     server_errors_are_errors(redis.redis_rs().await).await;
     plain_commands(redis.redis_rs().await, &key).await;
+    pipelines(redis.redis_rs().await, &key).await;
     let node = RedisNode::start();
     reloads_after_script_flush(node.redis_rs().await, &node).await;
     a_paused_server_times_out(node.redis_rs().await, &node).await;
@@ -160,5 +220,8 @@ async fn both_clients_meet_the_contract_on_a_cluster() {
         every_reply_shape(redis_rs.clone(), &key).await;
         plain_commands(fred.clone(), &key).await;
         plain_commands(redis_rs.clone(), &key).await;
+        // One hash slot per pipeline, on whichever node owns it.
+        pipelines(fred.clone(), &format!("fred-{i}")).await;
+        pipelines(redis_rs.clone(), &format!("redis-rs-{i}")).await;
     }
 }

@@ -448,12 +448,14 @@ impl IdempotencyStore for Down {
     ) -> Result<bool, palisade_core::BackendError> {
         Err(palisade_core::BackendError::Unavailable("down".into()))
     }
-    async fn release(
+    async fn fail(
         &self,
         _: &RecordKey,
         _: &Owner,
+        _: u32,
+        _: bytes::Bytes,
         _: Duration,
-    ) -> Result<Option<u32>, palisade_core::BackendError> {
+    ) -> Result<Option<palisade_idempotency::store::Failed>, palisade_core::BackendError> {
         Err(palisade_core::BackendError::Unavailable("down".into()))
     }
     async fn renew(
@@ -753,13 +755,17 @@ impl IdempotencyStore for Faulty {
         }
         self.store.complete(key, owner, response, retention).await
     }
-    async fn release(
+    async fn fail(
         &self,
         key: &RecordKey,
         owner: &Owner,
+        max_attempts: u32,
+        dead: bytes::Bytes,
         retention: Duration,
-    ) -> Result<Option<u32>, palisade_core::BackendError> {
-        self.store.release(key, owner, retention).await
+    ) -> Result<Option<palisade_idempotency::store::Failed>, palisade_core::BackendError> {
+        self.store
+            .fail(key, owner, max_attempts, dead, retention)
+            .await
     }
     async fn renew(
         &self,

@@ -92,11 +92,6 @@ impl LockRecord {
         self.holder = None;
         true
     }
-
-    /// Whether nothing is left to remember but the token (no valid lease at `now`).
-    pub fn is_free(&self, now: u64) -> bool {
-        self.holder(now).is_none()
-    }
 }
 
 /// Whether a fenced resource whose last accepted write carried `last` accepts a write with
@@ -118,7 +113,6 @@ mod tests {
         assert_eq!(lock.holder(100), None);
         assert!(!lock.extend("a", 100, 100), "expired: not extended");
         assert!(!lock.release("a", 100), "expired: nothing to release");
-        assert!(lock.is_free(100));
     }
 
     #[test]

@@ -14,8 +14,7 @@ use palisade_lock::{
     RedisLock,
     state::{Acquired, LockRecord, fence_accepts},
 };
-use palisade_testkit::TestRedis;
-use proptest::{prelude::*, test_runner::TestCaseError};
+use proptest::prelude::*;
 
 static ACQUIRE: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../src/scripts/acquire.lua")));
@@ -71,10 +70,10 @@ async fn server_time_us<C: RedisClient>(client: &C) -> u64 {
 /// One sequence, on `client`, keys under `prefix`.
 async fn run<C: RedisClient>(
     client: &C,
-    prefix: &str,
-    steps: &[(Op, usize, usize, bool)],
+    prefix: String,
+    steps: Vec<(Op, usize, usize, bool)>,
 ) -> Result<(), String> {
-    let lock = RedisLock::new(client.clone(), Duration::from_secs(60)).with_prefix(prefix);
+    let lock = RedisLock::new(client.clone(), Duration::from_secs(60)).with_prefix(&prefix);
     let resource = format!("{prefix}:resource");
     let started = std::time::Instant::now();
     let mut models: Vec<LockRecord> = vec![LockRecord::default(); 3];
@@ -199,39 +198,9 @@ async fn run<C: RedisClient>(
     Ok(())
 }
 
-fn differential<C: RedisClient>(rt: &tokio::runtime::Runtime, client: C, prefix: &str) {
-    let case = std::cell::Cell::new(0u64);
-    let config = ProptestConfig {
-        cases: 48,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    proptest!(config, |(steps in steps())| {
-        case.set(case.get() + 1);
-        let prefix = format!("{prefix}:case-{}", case.get());
-        rt.block_on(run(&client, &prefix, &steps))
-            .map_err(|e| TestCaseError::fail(format!("{e}\nsteps: {steps:?}")))?;
-    });
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-#[test]
-fn the_scripts_are_twins_of_the_record_on_fred() {
-    let rt = runtime();
-    let redis = rt.block_on(TestRedis::connect());
-    differential(&rt, redis.client.clone(), &redis.prefix);
-}
-
-#[test]
-fn the_scripts_are_twins_of_the_record_on_redis_rs() {
-    let rt = runtime();
-    let redis = rt.block_on(TestRedis::connect());
-    let client = rt.block_on(redis.redis_rs());
-    differential(&rt, client, &redis.prefix);
-}
+palisade_testkit::differential_on_both_clients!(
+    the_scripts_are_twins_of_the_record,
+    cases: 48,
+    steps: steps,
+    run: run,
+);

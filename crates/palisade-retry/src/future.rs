@@ -94,16 +94,21 @@ where
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let (limit, timer) = attempt_limit(policy.attempt_timeout, deadline);
         let (parts, body) = req.into_parts();
-        let (state, parts) = if retryable {
+        let (state, parts, (limit, timer)) = if retryable {
+            // The first attempt's time limit starts once the body is read.
             let collect = collect_within(body, policy.body_limit);
-            (State::Collecting { collect }, Some(parts))
+            (
+                State::Collecting { collect },
+                Some(parts),
+                (Duration::ZERO, None),
+            )
         } else {
             // Sent once, streamed: nothing is buffered or cloned.
             let body = ReplayBody::prefixed(Bytes::new(), body);
             let future = service.call(Request::from_parts(parts, body));
-            (State::Calling { future }, None)
+            let limit = attempt_limit(policy.attempt_timeout, deadline);
+            (State::Calling { future }, None, limit)
         };
         ResponseFuture {
             state,
@@ -153,7 +158,11 @@ where
                         .parts
                         .take()
                         .expect("parts are kept until the body is read");
-                    let body = match collected {
+                    let (limit, timer) =
+                        attempt_limit(this.shared.policy.attempt_timeout, *this.deadline);
+                    *this.limit = limit;
+                    this.timer.set(timer);
+                    let future = match collected {
                         Collected::Complete { data, trailers } => {
                             let replay = this.replay.insert(Replay {
                                 head: Head::from(parts),
@@ -168,7 +177,7 @@ where
                             this.service.call(Request::from_parts(parts, body))
                         }
                     };
-                    this.state.set(State::Calling { future: body });
+                    this.state.set(State::Calling { future });
                     continue;
                 }
                 StateProj::Readying => match this.service.poll_ready(cx) {

@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+pub mod differential;
 pub mod faults;
 #[cfg(feature = "grpc")]
 pub mod grpc;

@@ -142,3 +142,52 @@ impl FleetRecord {
         self.lease.as_ref().is_some_and(|(holder, _)| holder == me)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_lives_through_its_expiry_millisecond() {
+        let mut fleet = FleetRecord::default();
+        fleet.step(0, FleetOp::Lease, "a", 100);
+        assert!(
+            fleet.step(100, FleetOp::Read, "a", 0).holder,
+            "alive at 100"
+        );
+        assert!(
+            !fleet.step(101, FleetOp::Read, "a", 0).holder,
+            "gone at 101"
+        );
+        fleet.step(200, FleetOp::Lease, "a", 100);
+        fleet.step(200, FleetOp::Close, "a", 50);
+        assert!(fleet.step(250, FleetOp::Read, "b", 0).recovered);
+        assert!(!fleet.step(251, FleetOp::Read, "b", 0).recovered);
+        let opened = fleet.step(300, FleetOp::Open, "a", 100);
+        assert_eq!(opened.open_until, 400);
+        assert_eq!(fleet.expiries(), (Some(1_400), None));
+        assert_eq!(fleet.step(399, FleetOp::Read, "a", 0).open_until, 400);
+        assert_eq!(
+            fleet.step(400, FleetOp::Read, "a", 0).open_until,
+            0,
+            "the period is over"
+        );
+    }
+
+    #[test]
+    fn an_opening_never_shortens_a_longer_one_and_takes_the_lease() {
+        let mut fleet = FleetRecord::default();
+        fleet.step(0, FleetOp::Lease, "a", 1_000);
+        assert_eq!(fleet.step(0, FleetOp::Open, "b", 500).open_until, 500);
+        assert!(
+            !fleet.step(0, FleetOp::Read, "a", 0).holder,
+            "the lease went"
+        );
+        assert_eq!(fleet.step(100, FleetOp::Open, "c", 100).open_until, 500);
+        assert_eq!(fleet.step(100, FleetOp::Open, "c", 900).open_until, 1_000);
+        // Only the lease holder's close counts.
+        fleet.step(2_000, FleetOp::Close, "c", 10_000);
+        assert!(!fleet.step(2_000, FleetOp::Read, "c", 0).recovered);
+        assert_eq!(FleetOp::Read.as_str(), "read");
+    }
+}

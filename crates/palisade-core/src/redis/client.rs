@@ -159,7 +159,7 @@ pub enum CallError {
 ///
 /// Every piece of shared state lives in a Lua script (one atomic round trip per decision), so
 /// scripts are the core of the trait; [`command`](Self::command) runs one plain command whose
-/// first argument is its key. Implementations neither retry nor time out — callers bound each
+/// first argument is its key, and [`pipeline`](Self::pipeline) several in one round trip. Implementations neither retry nor time out — callers bound each
 /// call by its deadline ([`RedisScript::invoke`](super::RedisScript::invoke)) and treat a missed
 /// one as an unknown outcome. On a cluster, calls go to the node owning the first key.
 ///
@@ -188,6 +188,15 @@ pub trait RedisClient: Clone + Send + Sync + 'static {
         name: &'static str,
         args: &[Arg],
     ) -> impl Future<Output = Result<Reply, CallError>> + Send;
+
+    /// Several commands in one round trip, in order — a pipeline, **not** a transaction (use a
+    /// script for atomicity): every reply, or the first error (a command's error reply or the
+    /// round trip's). On a cluster every command's key must be in one hash slot (a hash tag:
+    /// `{order-1}:a`, `{order-1}:b`); the pipeline goes to that slot's node.
+    fn pipeline(
+        &self,
+        commands: &[(&'static str, Vec<Arg>)],
+    ) -> impl Future<Output = Result<Vec<Reply>, CallError>> + Send;
 }
 
 #[cfg(test)]

@@ -97,8 +97,44 @@ macro_rules! fred_client {
                     .map(reply)
                     .map_err(error)
             }
+
+            async fn pipeline(
+                &self,
+                commands: &[(&'static str, Vec<Arg>)],
+            ) -> Result<Vec<Reply>, CallError> {
+                let pipeline = pipeline_of(self);
+                for (name, args) in commands {
+                    let command = CustomCommand::new_static(name, ClusterHash::FirstKey, false);
+                    ClientLike::custom::<Value, Value>(&pipeline, command, values(args))
+                        .await
+                        .map_err(error)?;
+                }
+                let replies: Vec<Value> = pipeline.all().await.map_err(error)?;
+                Ok(replies.into_iter().map(reply).collect())
+            }
         }
     };
+}
+
+/// A pipeline on the client, or on the pool's next client.
+trait PipelineOf {
+    fn pipeline_of(&self) -> ::fred::clients::Pipeline<Client>;
+}
+
+impl PipelineOf for Client {
+    fn pipeline_of(&self) -> ::fred::clients::Pipeline<Client> {
+        self.pipeline()
+    }
+}
+
+impl PipelineOf for Pool {
+    fn pipeline_of(&self) -> ::fred::clients::Pipeline<Client> {
+        self.next().pipeline()
+    }
+}
+
+fn pipeline_of<T: PipelineOf>(client: &T) -> ::fred::clients::Pipeline<Client> {
+    client.pipeline_of()
 }
 
 fred_client!(Client);

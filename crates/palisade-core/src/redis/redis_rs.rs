@@ -110,6 +110,24 @@ macro_rules! redis_rs_client {
                 push_args(&mut cmd, args);
                 query(self.clone(), cmd)
             }
+
+            fn pipeline(
+                &self,
+                commands: &[(&'static str, Vec<Arg>)],
+            ) -> impl Future<Output = Result<Vec<Reply>, CallError>> + Send {
+                let mut pipe = ::redis::pipe();
+                for (name, args) in commands {
+                    let mut cmd = ::redis::cmd(name);
+                    push_args(&mut cmd, args);
+                    pipe.add_command(cmd);
+                }
+                let mut connection = self.clone();
+                async move {
+                    let replies: Vec<Value> =
+                        pipe.query_async(&mut connection).await.map_err(error)?;
+                    Ok(replies.into_iter().map(reply).collect())
+                }
+            }
         }
     };
 }

@@ -229,19 +229,6 @@ impl IdempotencyStore for MemoryStore {
         }))
     }
 
-    async fn release(
-        &self,
-        key: &RecordKey,
-        owner: &Owner,
-        retention: Duration,
-    ) -> Result<Option<u32>, BackendError> {
-        // A failed attempt with no limit: the same step as `fail`.
-        let failed = self
-            .fail(key, owner, u32::MAX, Bytes::new(), retention)
-            .await?;
-        Ok(failed.map(|f| f.attempts))
-    }
-
     async fn fail(
         &self,
         key: &RecordKey,

@@ -99,24 +99,10 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         retention: Duration,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
-    /// Frees `owner`'s claim after a failed attempt and returns the number of failed attempts
-    /// recorded for the key (kept for `retention`); `Ok(None)` when the claim was not
-    /// `owner`'s.
-    fn release(
-        &self,
-        key: &RecordKey,
-        owner: &Owner,
-        retention: Duration,
-    ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send;
-
     /// Records a failed attempt of `owner`'s claim **in one step**: released for another
     /// attempt, or — when this is attempt `max_attempts` — completed with `dead` (retired), so
     /// no other worker can claim the record between "released" and "retired". `Ok(None)` when
     /// the claim is not `owner`'s.
-    ///
-    /// The default does it in two steps ([`release`](Self::release), then claim and
-    /// [`complete`](Self::complete)), which leaves that window open; every store in this crate
-    /// overrides it.
     fn fail(
         &self,
         key: &RecordKey,
@@ -124,18 +110,22 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         max_attempts: u32,
         dead: Bytes,
         retention: Duration,
-    ) -> impl Future<Output = Result<Option<Failed>, BackendError>> + Send {
+    ) -> impl Future<Output = Result<Option<Failed>, BackendError>> + Send;
+
+    /// Frees `owner`'s claim after a failed attempt and returns the number of failed attempts
+    /// recorded for the key (kept for `retention`); `Ok(None)` when the claim was not
+    /// `owner`'s. The default is [`fail`](Self::fail) with no attempt limit — the same step.
+    fn release(
+        &self,
+        key: &RecordKey,
+        owner: &Owner,
+        retention: Duration,
+    ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send {
         async move {
-            let Some(attempts) = self.release(key, owner, retention).await? else {
-                return Ok(None);
-            };
-            let mut retired = false;
-            if attempts >= max_attempts
-                && self.claim(key, "", owner, Duration::from_secs(60)).await? == Claim::Acquired
-            {
-                retired = self.complete(key, owner, dead, retention).await?;
-            }
-            Ok(Some(Failed { attempts, retired }))
+            let failed = self
+                .fail(key, owner, u32::MAX, Bytes::new(), retention)
+                .await?;
+            Ok(failed.map(|f| f.attempts))
         }
     }
 

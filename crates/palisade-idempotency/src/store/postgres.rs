@@ -251,19 +251,6 @@ impl IdempotencyStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release(
-        &self,
-        key: &RecordKey,
-        owner: &Owner,
-        retention: Duration,
-    ) -> Result<Option<u32>, BackendError> {
-        // A failed attempt with no limit: the same statement as `fail`.
-        let failed = self
-            .fail(key, owner, u32::MAX, Bytes::new(), retention)
-            .await?;
-        Ok(failed.map(|f| f.attempts))
-    }
-
     async fn fail(
         &self,
         key: &RecordKey,

@@ -223,19 +223,6 @@ impl<C: RedisClient> IdempotencyStore for RedisStore<C> {
         Ok(done == 1)
     }
 
-    async fn release(
-        &self,
-        key: &RecordKey,
-        owner: &Owner,
-        retention: Duration,
-    ) -> Result<Option<u32>, BackendError> {
-        let timeout = self.inner.backend.timeout();
-        let failed = self
-            .fail_within(key, owner, u32::MAX, Bytes::new(), retention, timeout)
-            .await?;
-        Ok(failed.map(|f| f.attempts))
-    }
-
     async fn fail(
         &self,
         key: &RecordKey,
