@@ -16,7 +16,6 @@ use tokio::{sync::broadcast, time::Instant};
 use crate::{
     CircuitOpen,
     decide::{self, Counts},
-    permit::{Permit, PermitKind},
     policy::BreakerPolicy,
     state::{self, State},
     window::Outcomes,
@@ -202,59 +201,7 @@ impl CircuitBreaker {
             .as_micros() as u64
     }
 
-    /// Asks to make a call: a [`Permit`], or [`CircuitOpen`] with the time until the next probe.
-    pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
-        let inner = &*self.inner;
-        loop {
-            let word = inner.word.load(Acquire);
-            let permit = |kind| Permit {
-                breaker: self.clone(),
-                word,
-                kind,
-                started: inner.policy.slow_call_duration.map(|_| Instant::now()),
-                done: false,
-            };
-            match state_of(word) {
-                State::Closed | State::MetricsOnly => return Ok(permit(PermitKind::Measured)),
-                State::Disabled => return Ok(permit(PermitKind::Unmeasured)),
-                State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
-                State::Open => {
-                    let now = self.now();
-                    let until = inner.open_until.load(Acquire);
-                    if now < until {
-                        let wait = Duration::from_micros(until - now);
-                        return Err(self.reject(State::Open, Some(wait)));
-                    }
-                    if let Some(fleet) = inner.fleet.get()
-                        && !fleet.may_probe.load(Acquire)
-                    {
-                        // Another instance probes for the fleet (or the lease is not ours yet).
-                        fleet.wants_probe.store(true, Release);
-                        return Err(self.reject(State::Open, Some(fleet.interval)));
-                    }
-                    self.transition(word, State::HalfOpen);
-                }
-                State::HalfOpen => {
-                    let admitted = inner.probes_admitted.load(Acquire);
-                    if admitted >= inner.policy.half_open_probes {
-                        let wait = inner.policy.open_duration.base;
-                        return Err(self.reject(State::HalfOpen, Some(wait)));
-                    }
-                    // If the breaker moved on meanwhile, the slot belongs to no cycle: retry.
-                    if inner
-                        .probes_admitted
-                        .compare_exchange(admitted, admitted + 1, AcqRel, Acquire)
-                        .is_ok()
-                        && inner.word.load(Acquire) == word
-                    {
-                        return Ok(permit(PermitKind::Probe));
-                    }
-                }
-            }
-        }
-    }
-
-    fn reject(&self, state: State, retry_after: Option<Duration>) -> CircuitOpen {
+    pub(crate) fn reject(&self, state: State, retry_after: Option<Duration>) -> CircuitOpen {
         self.inner.metrics.rejections.increment(1);
         CircuitOpen {
             breaker: self.inner.policy.name.clone(),

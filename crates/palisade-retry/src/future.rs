@@ -21,7 +21,7 @@ use crate::{
     AttemptTimedOut, ReplayBody, RetryEvent,
     classify::{RetryClassify, RetryDecision},
     decide::{Next, decide},
-    service::Shared,
+    shared::Shared,
 };
 
 pin_project! {

@@ -44,7 +44,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | `layer.rs`, `service.rs`, `future.rs` | [`RetryLayer`], the [`Retry`] service, its [`ResponseFuture`] (the attempts as a state machine) |
+//! | `layer.rs`, `service.rs`, `shared.rs`, `future.rs` | [`RetryLayer`], the [`Retry`] service and what its calls share, its [`ResponseFuture`] (the attempts as a state machine) |
 //! | `policy.rs`, [`decide`] | [`RetryPolicy`]; the pure decision after each attempt |
 //! | `budget.rs`, [`backoff`] | the shared [`RetryBudget`]; jittered backoff (core's) |
 //! | [`classify`] | what is retried ([`HttpRetry`]) |
@@ -65,6 +65,7 @@ mod future;
 mod layer;
 mod policy;
 mod service;
+mod shared;
 
 use std::time::Duration;
 

@@ -14,7 +14,7 @@ use tower::{BoxError, Service};
 
 use crate::{
     ReplayBody, RetryBudget, RetryEvent, RetryPolicy, classify::RetryClassify,
-    future::ResponseFuture,
+    future::ResponseFuture, shared::Shared,
 };
 
 /// The service of [`RetryLayer`](crate::RetryLayer).
@@ -22,15 +22,6 @@ use crate::{
 pub struct Retry<S, C> {
     inner: S,
     shared: Arc<Shared<C>>,
-}
-
-/// What every call of one [`Retry`] (and its clones) shares: one `Arc` clone per call.
-#[derive(Debug)]
-pub(crate) struct Shared<C> {
-    pub(crate) policy: Arc<RetryPolicy>,
-    pub(crate) budget: RetryBudget,
-    pub(crate) classify: C,
-    pub(crate) events: broadcast::Sender<RetryEvent>,
 }
 
 impl<S, C> Retry<S, C> {
