@@ -65,15 +65,16 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
         let responder = self.responder.clone();
         let name = match self.name.extract(&RequestHead::from(&request)) {
             Ok(key) => format!("{}:{key}", self.config.namespace),
             Err(error) => {
+                // Refused before anything ran: the readied service stays for the next call.
                 return ResponseFuture::refused(responder.respond(&MissingKey(error)), responder);
             }
         };
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
         // Within the request's budget: wait no longer than it leaves, and cut the call off
         // when it runs out.
         let deadline = Deadline::of(&request);

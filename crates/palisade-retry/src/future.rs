@@ -125,6 +125,26 @@ where
     }
 }
 
+impl<S, C, B> std::fmt::Debug for ResponseFuture<S, C, B>
+where
+    S: Service<Request<ReplayBody<B>>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Collecting { .. } => "collecting",
+            State::Readying => "readying",
+            State::Calling { .. } => "calling",
+            State::Waiting => "waiting",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempts", &self.attempts)
+            .field("retryable", &self.replay.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The time limit of an attempt starting now: the per-attempt timeout, cut to the deadline.
 fn attempt_limit(
     timeout: Option<Duration>,
