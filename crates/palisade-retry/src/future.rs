@@ -41,6 +41,9 @@ pin_project! {
         timer: Option<Sleep>,
         // Ready when the call starts; readied again before every retry.
         service: S,
+        // A clone taken before the first attempt: every retry starts from a fresh clone of it,
+        // never from an instance whose `poll_ready` failed (tower treats that as final).
+        template: Option<S>,
         parts: Option<Parts>,
         replay: Option<Replay>,
         // The current attempt's time limit, for the timeout error.
@@ -114,6 +117,7 @@ where
             state,
             timer,
             service,
+            template: None,
             parts,
             replay: None,
             limit,
@@ -160,7 +164,7 @@ fn attempt_limit(
 
 impl<S, C, B, RB> Future for ResponseFuture<S, C, B>
 where
-    S: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
     C: RetryClassify<Response<RB>>,
     B: Body<Data = Bytes> + Unpin,
@@ -184,6 +188,7 @@ where
                     this.timer.set(timer);
                     let future = match collected {
                         Collected::Complete { data, trailers } => {
+                            *this.template = Some(this.service.clone());
                             let replay = this.replay.insert(Replay {
                                 head: Head::from(parts),
                                 data,
@@ -228,6 +233,9 @@ where
                         attempt_limit(this.shared.policy.attempt_timeout, *this.deadline);
                     *this.limit = limit;
                     this.timer.set(timer);
+                    if let Some(template) = this.template.as_ref() {
+                        *this.service = template.clone();
+                    }
                     this.state.set(State::Readying);
                     continue;
                 }

@@ -464,12 +464,12 @@ async fn a_slow_attempt_is_cut_off_and_the_next_one_is_made() {
     );
 }
 
-/// An upstream that is ready only once per readiness check, and busy (not ready) for 50 ms
-/// after each call — it panics if called without being readied since its last call, as tower's
-/// contract allows.
+/// An upstream that is ready only once per readiness check, and busy (not ready, for every
+/// clone: one connection shared) for 50 ms after each call — it panics if called without being
+/// readied since its last call, as tower's contract allows.
 struct Strict {
     readied: bool,
-    busy_until: Option<Instant>,
+    busy_until: Arc<Mutex<Option<Instant>>>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     calls: Arc<AtomicU32>,
 }
@@ -484,7 +484,7 @@ impl Clone for Strict {
     fn clone(&self) -> Self {
         Strict {
             readied: false,
-            busy_until: self.busy_until,
+            busy_until: self.busy_until.clone(),
             sleep: None,
             calls: self.calls.clone(),
         }
@@ -497,7 +497,8 @@ impl tower::Service<Request<ReplayBody<String>>> for Strict {
     type Future = std::future::Ready<Result<Response<()>, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        if let Some(until) = self.busy_until {
+        let busy = *self.busy_until.lock().unwrap();
+        if let Some(until) = busy {
             let sleep = self
                 .sleep
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
@@ -505,7 +506,7 @@ impl tower::Service<Request<ReplayBody<String>>> for Strict {
                 return Poll::Pending;
             }
             self.sleep = None;
-            self.busy_until = None;
+            *self.busy_until.lock().unwrap() = None;
         }
         self.readied = true;
         Poll::Ready(Ok(()))
@@ -514,7 +515,7 @@ impl tower::Service<Request<ReplayBody<String>>> for Strict {
     fn call(&mut self, _req: Request<ReplayBody<String>>) -> Self::Future {
         assert!(self.readied, "called without poll_ready");
         self.readied = false;
-        self.busy_until = Some(Instant::now() + Duration::from_millis(50));
+        *self.busy_until.lock().unwrap() = Some(Instant::now() + Duration::from_millis(50));
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         let status = if n < 2 { 503 } else { 200 };
         std::future::ready(Ok(Response::builder().status(status).body(()).unwrap()))
@@ -526,7 +527,7 @@ async fn every_retry_waits_for_the_service_to_be_ready_again() {
     let calls = Arc::new(AtomicU32::new(0));
     let strict = Strict {
         readied: false,
-        busy_until: None,
+        busy_until: Arc::default(),
         sleep: None,
         calls: calls.clone(),
     };
@@ -549,7 +550,7 @@ async fn every_retry_waits_for_the_service_to_be_ready_again() {
     // Readiness is bounded by the attempt's time limit too.
     let busy = Strict {
         readied: false,
-        busy_until: None,
+        busy_until: Arc::default(),
         sleep: None,
         calls: Arc::new(AtomicU32::new(0)),
     };
@@ -566,4 +567,66 @@ async fn every_retry_waits_for_the_service_to_be_ready_again() {
         .await
         .unwrap_err();
     assert!(error.is::<palisade_retry::AttemptTimedOut>(), "{error}");
+}
+
+/// An upstream whose readiness fails once (a refused connection), and which panics if a
+/// failed instance is polled again — tower treats a `poll_ready` error as final.
+struct FailsOnce {
+    failed: bool,
+    polls: Arc<AtomicU32>,
+    calls: Arc<AtomicU32>,
+}
+
+impl Clone for FailsOnce {
+    fn clone(&self) -> Self {
+        FailsOnce {
+            failed: false,
+            polls: self.polls.clone(),
+            calls: self.calls.clone(),
+        }
+    }
+}
+
+impl tower::Service<Request<ReplayBody<String>>> for FailsOnce {
+    type Response = Response<()>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Response<()>, std::io::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        assert!(
+            !self.failed,
+            "a service whose poll_ready failed was polled again"
+        );
+        // The second readiness check overall (the first retry's) fails.
+        if self.polls.fetch_add(1, Ordering::SeqCst) == 1 {
+            self.failed = true;
+            return Poll::Ready(Err(std::io::ErrorKind::ConnectionRefused.into()));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<ReplayBody<String>>) -> Self::Future {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let status = if n == 0 { 503 } else { 200 };
+        std::future::ready(Ok(Response::builder().status(status).body(()).unwrap()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_whose_readiness_failed_is_replaced_by_a_fresh_clone() {
+    let (polls, calls) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let upstream = FailsOnce {
+        failed: false,
+        polls: polls.clone(),
+        calls: calls.clone(),
+    };
+    // 503, then a refused connection while readying, then 200 — on a fresh clone.
+    let r = RetryLayer::new(fast(4))
+        .layer(upstream)
+        .oneshot(get())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(polls.load(Ordering::SeqCst), 3);
 }
