@@ -12,6 +12,7 @@ use std::{collections::HashMap, sync::LazyLock, time::Duration};
 use palisade_core::redis::{Arg, RedisClient, RedisScript};
 use palisade_lock::{
     RedisLock,
+    fencing::fenced_set,
     state::{Acquired, LockRecord, fence_accepts},
 };
 use proptest::prelude::*;
@@ -22,8 +23,6 @@ static EXTEND: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../src/scripts/extend.lua")));
 static RELEASE: LazyLock<RedisScript> =
     LazyLock::new(|| RedisScript::new(include_str!("../src/scripts/release.lua")));
-static FENCED_SET: LazyLock<RedisScript> =
-    LazyLock::new(|| RedisScript::new(include_str!("../src/scripts/fenced_set.lua")));
 
 /// Seeded names' counters start here: above any server time in µs, below 2^53 (Lua numbers
 /// are doubles).
@@ -39,7 +38,7 @@ enum Op {
     Acquire,
     Extend,
     Release,
-    /// The lease runs out now (Redis: `PEXPIRE 1`; the model: that name's clock jumps).
+    /// The lease runs out now (Redis: `PEXPIRE 0`; the model: that name's clock jumps).
     Expire,
     /// A write to the fenced resource with this token.
     FencedSet(u64),
@@ -158,22 +157,21 @@ async fn run<C: RedisClient>(
                 }
             }
             Op::Expire => {
+                // A timeout that is not positive expires the key at once: no waiting.
                 client
-                    .command("PEXPIRE", &[Arg::from(key.as_str()), Arg::Int(1)])
+                    .command("PEXPIRE", &[Arg::from(key.as_str()), Arg::Int(0)])
                     .await
                     .unwrap();
-                tokio::time::sleep(Duration::from_millis(3)).await;
                 jumps[name] += JUMP;
             }
             Op::FencedSet(token) => {
                 let value = format!("v{i}");
-                let args = [Arg::from(value.as_str()), Arg::Int(token as i64)];
-                let reply: i64 = FENCED_SET
-                    .invoke(client, std::slice::from_ref(&resource), &args, WITHIN)
+                // Through the crate's public fenced write (it runs `fenced_set.lua`).
+                let reply = fenced_set(client, &resource, value.as_bytes(), token)
                     .await
                     .unwrap();
                 let expected = fence_accepts(fence, token);
-                if reply != i64::from(expected) {
+                if reply != expected {
                     return fail(format!(
                         "fence at {fence}: model {expected}, script {reply}"
                     ));
