@@ -135,29 +135,25 @@ where
 }
 
 /// Authenticates the caller by `x-api-key` and carries its key ([`CallerKey`]) for every
-/// layer after it: the header is read here once, not by each layer again.
+/// layer after it: the header is looked up once, here, not by each layer again.
 async fn require_api_key(
     known: std::sync::Arc<Option<Vec<String>>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let key = request.headers().get("x-api-key").map(|k| k.as_bytes());
-    let accepted = match (key, known.as_ref()) {
+    let value = request.headers().get("x-api-key");
+    let accepted = match (value.map(|v| v.as_bytes()), known.as_ref()) {
         (Some(key), _) if key.is_empty() || key.len() > 256 => false,
         (Some(key), Some(known)) => known.iter().any(|k| k.as_bytes() == key),
         (Some(_), None) => true,
         (None, _) => false,
     };
-    if !accepted {
+    let Some(value) = value.filter(|_| accepted) else {
         return problem::unauthorized();
-    }
-    match CallerKey::from_request(&Header::new("x-api-key"), &request) {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(_) => problem::unauthorized(),
-    }
+    };
+    let caller = CallerKey(Header::key_of(value));
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 #[derive(Serialize)]

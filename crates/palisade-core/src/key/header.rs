@@ -25,12 +25,18 @@ impl Header {
             name_str: name,
         }
     }
+
+    /// The key of a value of this header — what [`extract`](KeyExtractor::extract) gives —
+    /// for a caller that has read the header already (to authenticate it, say).
+    pub fn key_of(value: &http::HeaderValue) -> Key {
+        Key::text("header", value.as_bytes())
+    }
 }
 
 impl KeyExtractor for Header {
     fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
         match req.headers.get(&self.name) {
-            Some(value) if !value.is_empty() => Ok(Key::text("header", value.as_bytes())),
+            Some(value) if !value.is_empty() => Ok(Header::key_of(value)),
             _ => Err(KeyError::MissingHeader(self.name_str)),
         }
     }
