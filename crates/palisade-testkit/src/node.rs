@@ -10,6 +10,9 @@ use fred::clients::Client;
 
 use crate::{connect_url, unique_prefix};
 
+/// How many ports (or, on restart, tries of the same port) before a node gives up.
+const SPAWN_ATTEMPTS: usize = 5;
+
 /// A private `redis-server` on a free loopback port, stopped (SIGKILL) and its directory removed
 /// on drop.
 pub struct RedisNode {
@@ -28,18 +31,31 @@ impl RedisNode {
     fn start_with(cluster: bool) -> RedisNode {
         let dir = std::env::temp_dir().join(unique_prefix("redis-node"));
         std::fs::create_dir_all(&dir).expect("create redis-server directory");
-        let port = free_port(cluster);
         let mut node = RedisNode {
-            port,
+            port: 0,
             dir,
             cluster,
             child: None,
         };
-        node.spawn();
-        node
+        // A free port can be taken between choosing it and redis-server binding it (another
+        // test's outgoing connection draws its source port from the same range): the server
+        // then exits at once, and the next port is tried.
+        let mut failures = Vec::new();
+        for _ in 0..SPAWN_ATTEMPTS {
+            node.port = free_port(cluster);
+            match node.spawn() {
+                Ok(()) => return node,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!("redis-server did not start: {}", failures.join("; "))
     }
 
-    fn spawn(&mut self) {
+    /// Starts redis-server on `self.port` and waits until it answers, as itself (`INFO` names
+    /// its pid). `Err` when the
+    /// server exited first (its log says why) or stayed silent for 10 s.
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = self.dir.join("redis.log");
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -47,6 +63,8 @@ impl RedisNode {
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if self.cluster {
@@ -64,8 +82,16 @@ impl RedisNode {
                 "cannot start redis-server ({e}); install it (Debian: apt-get install redis-server)"
             )
         });
-        self.child = Some(child);
-        wait_for_ping(self.port, Duration::from_secs(10));
+        let child = self.child.insert(child);
+        let outcome = wait_for_ping(self.port, child, Duration::from_secs(10));
+        if outcome.is_err() {
+            self.kill();
+        }
+        outcome.map_err(|why| {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+            format!("port {}: {why} (log: {tail})", self.port)
+        })
     }
 
     /// The node's port on 127.0.0.1.
@@ -101,9 +127,20 @@ impl RedisNode {
     }
 
     /// Starts the server again on the same port (after [`kill`](Self::kill)).
+    ///
+    /// The port may be briefly taken by someone else after the kill; restarting retries a few
+    /// times, 100 ms apart, then panics with the server's own words.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        let mut failures = Vec::new();
+        for _ in 0..SPAWN_ATTEMPTS {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(failure) => failures.push(failure),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("redis-server did not restart: {}", failures.join("; "))
     }
 
     /// Empties the server's script cache (`SCRIPT FLUSH`), as a restart or failover does:
@@ -255,16 +292,56 @@ fn command(port: u16, cmd: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-fn wait_for_ping(port: u16, within: Duration) {
+fn wait_for_ping(port: u16, child: &mut Child, within: Duration) -> Result<(), String> {
     let deadline = Instant::now() + within;
     loop {
-        if command(port, b"PING\r\n").is_some_and(|r| r.starts_with("+PONG")) {
-            return;
+        // Ours, not another test's node that won the same port: the answer names our pid.
+        let own = format!("process_id:{}\r\n", child.id());
+        if command(port, b"INFO server\r\n").is_some_and(|r| r.contains(&own)) {
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server on port {port} did not answer PING within {within:?}"
-        );
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("redis-server exited ({status})"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no answer within {within:?}"));
+        }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_reported_as_the_server_exiting() {
+        let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = std::env::temp_dir().join(unique_prefix("redis-node-test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut node = RedisNode {
+            port: squatter.local_addr().unwrap().port(),
+            dir,
+            cluster: false,
+            child: None,
+        };
+        let failure = node.spawn().expect_err("the port is taken");
+        assert!(failure.contains("exited"), "{failure}");
+    }
+
+    #[test]
+    fn a_node_starts_and_restarts() {
+        let mut node = RedisNode::start();
+        assert!(
+            command(node.port(), b"PING\r\n")
+                .unwrap()
+                .starts_with("+PONG")
+        );
+        node.restart();
+        assert!(
+            command(node.port(), b"PING\r\n")
+                .unwrap()
+                .starts_with("+PONG")
+        );
     }
 }
