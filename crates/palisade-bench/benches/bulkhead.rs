@@ -93,7 +93,7 @@ fn bulkheads(c: &mut Criterion) {
     bench(
         c,
         "palisade BulkheadLayer",
-        BulkheadLayer::new(pool, 0).layer(hello),
+        BulkheadLayer::new(pool.clone(), pool.lowest_tier()).layer(hello),
     );
     bench(
         c,

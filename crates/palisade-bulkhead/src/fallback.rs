@@ -13,8 +13,8 @@ use palisade_core::{Rejection, Responder};
 /// use tower::{Layer, ServiceExt};
 ///
 /// let pool = Pool::new(PoolConfig::single("recommendations", 1, 0, Duration::ZERO));
-/// let _busy = pool.try_acquire(0).unwrap();
-/// let svc = BulkheadLayer::new(pool, 0)
+/// let _busy = pool.try_acquire(pool.lowest_tier()).unwrap();
+/// let svc = BulkheadLayer::new(pool.clone(), pool.lowest_tier())
 ///     .responder(Fallback(|| http::Response::new(String::from("[]"))))
 ///     .layer(tower::service_fn(|_req: http::Request<()>| async {
 ///         Ok::<_, Infallible>(http::Response::new(String::from("[personalised]")))

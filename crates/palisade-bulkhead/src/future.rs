@@ -1,6 +1,7 @@
 //! [`ResponseFuture`]: holds the slot until the inner call ends.
 
 use std::{
+    fmt,
     future::Future,
     pin::Pin,
     task::{Context, Poll},
@@ -13,37 +14,43 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use crate::reservation::{Reservation, Slot};
-
 use crate::{
-    Permit,
-    rejection::{BulkheadFull, CallTimedOut, Reason},
+    rejection::CallTimedOut,
+    reservation::{Reservation, Slot},
+    semaphore::Semaphore,
 };
 
 pin_project! {
-    /// The response future of [`Bulkhead`]: holds the slot until the inner call ends (or is
-    /// dropped, panics, or runs out of the per-call timeout).
-    pub struct ResponseFuture<F, R, B> {
+    /// The response future of [`Bulkhead`](crate::Bulkhead): holds the slot until the inner
+    /// call ends (or is dropped, panics, or runs out of the per-call timeout).
+    pub struct ResponseFuture<F, M, R, B>
+    where
+        M: Semaphore,
+    {
         #[pin]
-        state: State<F, R, B>,
+        state: State<F, M, R, B>,
     }
 }
 
 /// The per-call timeout of a running call.
-struct Timeout<R> {
+struct Timeout<M, R> {
     sleep: Pin<Box<Sleep>>,
-    refusal: CallTimedOut,
+    after: Duration,
+    semaphore: M,
     responder: R,
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, R, B> {
+    enum State<F, M, R, B>
+    where
+        M: Semaphore,
+    {
         Running {
             #[pin]
             future: F,
-            permit: Option<Permit>,
-            timeout: Option<Timeout<R>>,
+            permit: Option<M::Permit>,
+            timeout: Option<Timeout<M, R>>,
         },
         Refused {
             response: Option<Response<B>>,
@@ -51,9 +58,10 @@ pin_project! {
     }
 }
 
-impl<F, R, B, E> Future for ResponseFuture<F, R, B>
+impl<F, M, R, B, E> Future for ResponseFuture<F, M, R, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    M: Semaphore,
     R: Responder<B>,
 {
     type Output = Result<Response<B>, E>;
@@ -76,9 +84,14 @@ where
                 if t.sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                metrics::counter!("palisade_bulkhead_timeouts_total", "bulkhead" => t.refusal.bulkhead)
+                let refusal = CallTimedOut {
+                    bulkhead: t.semaphore.name().to_owned(),
+                    tier: t.semaphore.tier(),
+                    after: t.after,
+                };
+                metrics::counter!("palisade_bulkhead_timeouts_total", "bulkhead" => refusal.bulkhead.clone())
                     .increment(1);
-                t.responder.respond(&t.refusal)
+                t.responder.respond(&refusal)
             }
             StateProj::Refused { response } => {
                 return Poll::Ready(Ok(response
@@ -92,54 +105,48 @@ where
     }
 }
 
+impl<F, M: Semaphore, R, B> fmt::Debug for ResponseFuture<F, M, R, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Running { .. } => "running",
+            State::Refused { .. } => "refused",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
 /// Uses a decided reservation: calls `inner` in the held slot, or answers the refusal.
-pub(crate) fn start<S, R, ReqB, ResB>(
-    reservation: &mut Reservation,
+pub(crate) fn start<M, S, R, ReqB, ResB>(
+    reservation: &mut Reservation<M>,
     inner: &mut S,
     req: Request<ReqB>,
     responder: &R,
     call_timeout: Option<Duration>,
-) -> ResponseFuture<S::Future, R, ResB>
+) -> ResponseFuture<S::Future, M, R, ResB>
 where
+    M: Semaphore,
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     R: Responder<ResB>,
 {
-    let config = reservation.pool.config();
-    let tier = config.tiers[reservation.tier].name;
-    match std::mem::replace(&mut reservation.state, Slot::Empty) {
-        Slot::Held(permit) => ResponseFuture {
-            state: State::Running {
-                future: inner.call(req),
-                permit: Some(permit),
-                timeout: call_timeout.map(|after| Timeout {
-                    sleep: Box::pin(tokio::time::sleep(after)),
-                    refusal: CallTimedOut {
-                        bulkhead: config.name,
-                        tier,
-                        after,
-                    },
-                    responder: responder.clone(),
-                }),
-            },
+    let state = match reservation.take() {
+        Slot::Held(permit) => State::Running {
+            future: inner.call(req),
+            permit: Some(permit),
+            timeout: call_timeout.map(|after| Timeout {
+                sleep: Box::pin(tokio::time::sleep(after)),
+                after,
+                semaphore: reservation.semaphore.clone(),
+                responder: responder.clone(),
+            }),
         },
-        Slot::Refused(reason) => {
-            let refusal = BulkheadFull {
-                bulkhead: config.name,
-                tier,
-                reason,
-            };
-            let label = match reason {
-                Reason::QueueFull => "queue_full",
-                Reason::WaitTimedOut => "wait_timed_out",
-            };
-            metrics::counter!("palisade_bulkhead_rejections_total", "bulkhead" => config.name, "reason" => label)
-                .increment(1);
-            ResponseFuture {
-                state: State::Refused {
-                    response: Some(responder.respond(&refusal)),
-                },
-            }
+        Slot::Refused(refusal) => State::Refused {
+            response: Some(responder.respond(&refusal)),
+        },
+        Slot::Empty | Slot::Acquiring(_) => {
+            panic!("Bulkhead::call before poll_ready returned Ready")
         }
-        _ => panic!("Bulkhead::call before poll_ready returned Ready"),
-    }
+    };
+    ResponseFuture { state }
 }

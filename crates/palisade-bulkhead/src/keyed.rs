@@ -23,7 +23,9 @@ use tower_service::Service;
 use crate::{
     Pool, PoolConfig,
     future::{ResponseFuture, start},
+    pool_tier::PoolTier,
     reservation::Reservation,
+    tier::TierId,
 };
 
 /// Pools by key, created on first use from one configuration; at most `max_keys`, idle pools
@@ -36,7 +38,7 @@ use crate::{
 /// let registry = PoolRegistry::new(PoolConfig::single("upstreams", 10, 20, Duration::from_secs(1)), 128);
 /// let a = registry.get(&"billing.internal".into());
 /// let b = registry.get(&"search.internal".into());
-/// let _busy = a.try_acquire(0).unwrap();
+/// let _busy = a.try_acquire(a.lowest_tier()).unwrap();
 /// assert_eq!(b.snapshot().tiers[0].active, 0, "each dependency has its own slots");
 /// ```
 #[derive(Clone)]
@@ -80,6 +82,11 @@ impl PoolRegistry {
             .get_or_insert_with(key, || Pool::new(inner.config.clone()))
     }
 
+    /// The configuration every pool is made from (for [`PoolConfig::tier`]).
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
     /// How many pools exist.
     pub fn len(&self) -> usize {
         self.inner.pools.len()
@@ -109,17 +116,23 @@ impl fmt::Debug for PoolRegistry {
 pub struct KeyedBulkheadLayer<K, R = ProblemJson> {
     registry: PoolRegistry,
     key: K,
-    tier: usize,
+    tier: TierId,
     responder: R,
     call_timeout: Option<Duration>,
 }
 
 impl<K: KeyExtractor> KeyedBulkheadLayer<K> {
-    /// Calls keyed by `key` run in tier `tier` of their key's pool from `registry`.
-    pub fn new(registry: PoolRegistry, key: K, tier: usize) -> Self {
+    /// Calls keyed by `key` run in tier `tier` (from [`PoolRegistry::config`]) of their key's
+    /// pool from `registry`.
+    ///
+    /// # Panics
+    /// If the registry's configuration has no such tier.
+    pub fn new(registry: PoolRegistry, key: K, tier: TierId) -> Self {
         assert!(
-            tier < registry.inner.config.tiers.len(),
-            "no tier {tier} in this pool configuration"
+            tier.index() < registry.inner.config.tiers.len(),
+            "no tier {} in bulkhead `{}`",
+            tier.index(),
+            registry.inner.config.name
         );
         KeyedBulkheadLayer {
             registry,
@@ -197,7 +210,7 @@ where
         let ready = std::mem::replace(&mut self.inner, fresh);
         KeyedResponseFuture {
             state: KeyedState::Acquiring {
-                reservation: Reservation::new(pool, self.layer.tier),
+                reservation: Reservation::new(PoolTier::new(pool, self.layer.tier)),
                 waiting: Some((ready, req)),
                 responder: self.layer.responder.clone(),
                 call_timeout: self.layer.call_timeout,
@@ -225,14 +238,14 @@ pin_project! {
         S: Service<Request<ReqB>>,
     {
         Acquiring {
-            reservation: Reservation,
+            reservation: Reservation<PoolTier>,
             waiting: Option<(S, Request<ReqB>)>,
             responder: R,
             call_timeout: Option<Duration>,
         },
         Started {
             #[pin]
-            future: ResponseFuture<S::Future, R, ResB>,
+            future: ResponseFuture<S::Future, PoolTier, R, ResB>,
         },
     }
 }

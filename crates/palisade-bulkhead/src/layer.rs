@@ -1,19 +1,31 @@
-//! [`BulkheadLayer`]: calls run within one tier of a [`Pool`].
+//! [`BulkheadLayer`]: calls run within a slot of a [`Semaphore`] — one tier of a local
+//! [`Pool`], or a fleet-wide semaphore.
 
 use std::time::Duration;
 
 use palisade_core::ProblemJson;
 use tower_layer::Layer;
 
-use crate::{Pool, reservation::Reservation, service::Bulkhead};
+use crate::{
+    Pool, pool_tier::PoolTier, reservation::Reservation, semaphore::Semaphore, service::Bulkhead,
+    tier::TierId,
+};
 
-/// Runs the inner service within one tier of a [`Pool`].
+/// Runs the inner service within a slot of a [`Semaphore`]: one tier of a local [`Pool`]
+/// ([`new`](Self::new)) or any other semaphore, such as the fleet-wide
+/// [`FleetSemaphore`](crate::FleetSemaphore) ([`from_semaphore`](Self::from_semaphore)).
 ///
 /// tower-correct: the slot is reserved in `poll_ready` (waiting in the tier's bounded queue,
-/// at most its max wait) and used by the next `call`; a service readied and dropped without
-/// being called gives its slot back, and so does a call whose future is dropped or panics. A
-/// refused call never reaches the inner service: it is answered by the responder (503 +
-/// `Retry-After` + problem+json by default).
+/// at most its max wait; for a fleet semaphore, one Redis round trip bounded by its timeout)
+/// and used by the next `call`; a service readied and dropped without being called gives its
+/// slot back, and so does a call whose future is dropped or panics. A refused call never
+/// reaches the inner service: it is answered by the responder (503 + `Retry-After` +
+/// problem+json by default).
+///
+/// Over a fleet semaphore the Redis round trip happens in `poll_ready`, before the request is
+/// seen, so it is bounded by the semaphore's own timeout (50 ms by default) rather than by the
+/// request's [`Deadline`](palisade_core::deadline::Deadline); the lease is released (in the
+/// background) when the response future completes or is dropped.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -30,38 +42,38 @@ use crate::{Pool, reservation::Reservation, service::Bulkhead};
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct BulkheadLayer<R = ProblemJson> {
-    pool: Pool,
-    tier: usize,
+pub struct BulkheadLayer<M = PoolTier, R = ProblemJson> {
+    semaphore: M,
     responder: R,
     call_timeout: Option<Duration>,
 }
 
 impl BulkheadLayer {
-    /// Calls run in tier `tier` (an index from [`Pool::tier`]) of `pool`.
+    /// Calls run in tier `tier` of `pool`.
     ///
     /// # Panics
-    /// If the pool has no such tier.
-    pub fn new(pool: Pool, tier: usize) -> Self {
-        assert!(
-            tier < pool.config().tiers.len(),
-            "no tier {tier} in this pool"
-        );
+    /// If the pool has no such tier (a [`TierId`] from another pool's configuration).
+    pub fn new(pool: Pool, tier: TierId) -> Self {
+        BulkheadLayer::from_semaphore(PoolTier::new(pool, tier))
+    }
+}
+
+impl<M: Semaphore> BulkheadLayer<M> {
+    /// Calls run in slots of `semaphore`.
+    pub fn from_semaphore(semaphore: M) -> Self {
         BulkheadLayer {
-            pool,
-            tier,
+            semaphore,
             responder: ProblemJson,
             call_timeout: None,
         }
     }
 }
 
-impl<R> BulkheadLayer<R> {
+impl<M, R> BulkheadLayer<M, R> {
     /// Renders refusals with `responder` (e.g. `palisade_core::responder::Grpc`).
-    pub fn responder<R2>(self, responder: R2) -> BulkheadLayer<R2> {
+    pub fn responder<R2>(self, responder: R2) -> BulkheadLayer<M, R2> {
         BulkheadLayer {
-            pool: self.pool,
-            tier: self.tier,
+            semaphore: self.semaphore,
             responder,
             call_timeout: self.call_timeout,
         }
@@ -76,13 +88,13 @@ impl<R> BulkheadLayer<R> {
     }
 }
 
-impl<S, R: Clone> Layer<S> for BulkheadLayer<R> {
-    type Service = Bulkhead<S, R>;
+impl<S, M: Semaphore, R: Clone> Layer<S> for BulkheadLayer<M, R> {
+    type Service = Bulkhead<S, M, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Bulkhead {
             inner,
-            reservation: Reservation::new(self.pool.clone(), self.tier),
+            reservation: Reservation::new(self.semaphore.clone()),
             responder: self.responder.clone(),
             call_timeout: self.call_timeout,
         }

@@ -31,19 +31,22 @@
 //! Gradient2-style rule, [`next_limit`] being the pure function) and refuses over the limit
 //! rather than queueing forever; `palisade_bulkhead_adaptive_limit{bulkhead}` shows the limit.
 //!
-//! With the `redis` feature, [`FleetSemaphore`] bounds calls across every instance ("at most 20
-//! concurrent calls to the partner API") with leases that expire when an instance dies and are
-//! renewed for long calls.
+//! Slots come from a [`Semaphore`]: one tier of a local [`Pool`] ([`PoolTier`], what
+//! [`BulkheadLayer::new`] uses) or, with the `redis` feature, a [`FleetSemaphore`] that bounds
+//! calls across every instance ("at most 20 concurrent calls to the partner API") with leases
+//! that expire when an instance dies and are renewed for long calls —
+//! `BulkheadLayer::from_semaphore(fleet)`: the same layer, service and future either way.
 //!
 //! # Layout
 //!
 //! | module | what it holds |
 //! |---|---|
 //! | `layer.rs`, `service.rs`, `future.rs`, `reservation.rs` | [`BulkheadLayer`], its service, its [`ResponseFuture`], the slot a call reserves |
-//! | `pool.rs`, `tier.rs` | the local pool with priority tiers and bounded queues |
+//! | `semaphore.rs` | the [`Semaphore`] trait every source of slots implements |
+//! | `pool.rs`, `tier.rs`, `pool_tier.rs` | the local pool with priority tiers ([`TierId`]) and bounded queues; one tier of it as a [`Semaphore`] |
 //! | `keyed.rs` | per-key pools in core's bounded registry |
 //! | `adaptive/` | adaptive limits: the pure `next_limit` (`algorithm.rs`), the limit, its layer |
-//! | `fleet/` | the Redis-wide semaphore (feature `redis`): pure lease rules (`state.rs`) and their Lua twin (`scripts/semaphore.lua`), permits, layer |
+//! | `fleet/` | the Redis-wide semaphore (feature `redis`): pure lease rules (`state.rs`) and their Lua twin (`scripts/semaphore.lua`), permits, its [`Semaphore`] impl (`admission.rs`) |
 //! | `fallback.rs`, `rejection.rs` | what a refused call answers |
 //!
 //! # Observability
@@ -64,8 +67,10 @@ mod future;
 mod keyed;
 mod layer;
 mod pool;
+mod pool_tier;
 mod rejection;
 mod reservation;
+mod semaphore;
 mod service;
 mod tier;
 
@@ -76,12 +81,14 @@ pub use adaptive::{
 pub use fallback::Fallback;
 #[cfg(feature = "redis")]
 pub use fleet::{
-    FleetBulkhead, FleetBulkheadLayer, FleetError, FleetFull, FleetPermit, FleetSemaphore,
+    FleetAcquisition, FleetError, FleetFull, FleetPermit, FleetRefusal, FleetSemaphore,
 };
 pub use future::ResponseFuture;
 pub use keyed::{KeyedBulkhead, KeyedBulkheadLayer, KeyedResponseFuture, PoolRegistry};
 pub use layer::BulkheadLayer;
 pub use pool::{Acquire, Permit, Pool, Snapshot, TierSnapshot};
+pub use pool_tier::{PoolAcquisition, PoolTier};
 pub use rejection::{BulkheadFull, CallTimedOut, Reason};
+pub use semaphore::Semaphore;
 pub use service::Bulkhead;
-pub use tier::{PoolConfig, Tier};
+pub use tier::{PoolConfig, Tier, TierId};

@@ -9,7 +9,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::tier::PoolConfig;
+use crate::tier::{PoolConfig, TierId};
 
 /// Concurrency slots shared by the tiers of a [`PoolConfig`]. Cheap to clone.
 ///
@@ -20,9 +20,9 @@ use crate::tier::PoolConfig;
 /// let pool = Pool::new(PoolConfig::three_tiers("partner-api"));
 /// let critical = pool.tier("critical").unwrap();
 /// let permit = pool.try_acquire(critical).unwrap();
-/// assert_eq!(pool.snapshot().tiers[critical].active, 1);
+/// assert_eq!(pool.snapshot().tiers[critical.index()].active, 1);
 /// drop(permit);
-/// assert_eq!(pool.snapshot().tiers[critical].active, 0);
+/// assert_eq!(pool.snapshot().tiers[critical.index()].active, 0);
 /// ```
 #[derive(Clone)]
 pub struct Pool {
@@ -137,9 +137,14 @@ impl Pool {
         }
     }
 
-    /// The index of the tier called `name`.
-    pub fn tier(&self, name: &str) -> Option<usize> {
-        self.inner.config.tiers.iter().position(|t| t.name == name)
+    /// The tier called `name`.
+    pub fn tier(&self, name: &str) -> Option<TierId> {
+        self.inner.config.tier(name)
+    }
+
+    /// The lowest-priority tier (the only one of a [`PoolConfig::single`] pool).
+    pub fn lowest_tier(&self) -> TierId {
+        self.inner.config.lowest_tier()
     }
 
     /// The configuration.
@@ -181,7 +186,8 @@ impl Pool {
     }
 
     /// A slot at once if one is free (and no one of the tier waits), else `None`.
-    pub fn try_acquire(&self, tier: usize) -> Option<Permit> {
+    pub fn try_acquire(&self, tier: TierId) -> Option<Permit> {
+        let tier = tier.0;
         let mut state = self.lock();
         if state.queues[tier].is_empty() && self.admissible(&state, tier) {
             self.admit(&mut state, tier);
@@ -195,7 +201,8 @@ impl Pool {
     }
 
     /// A slot now, a place in the tier's queue, or `Full`.
-    pub fn acquire_or_queue(&self, tier: usize) -> Acquire {
+    pub fn acquire_or_queue(&self, tier: TierId) -> Acquire {
+        let tier = tier.0;
         let mut state = self.lock();
         if state.queues[tier].is_empty() && self.admissible(&state, tier) {
             self.admit(&mut state, tier);

@@ -58,12 +58,12 @@ impl Rejection for BulkheadFull {
 /// A call that ran past the bulkhead's per-call timeout: cut off (the inner future is dropped),
 /// its slot freed, answered 504 with problem+json; gRPC `DEADLINE_EXCEEDED`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bulkhead `{bulkhead}` ({tier}) cut a call off after {after:?}")]
+#[error("bulkhead `{bulkhead}` cut a call off after {after:?}")]
 pub struct CallTimedOut {
-    /// The pool's name.
-    pub bulkhead: &'static str,
-    /// The tier's name.
-    pub tier: &'static str,
+    /// The bulkhead's name (the pool's, or the fleet semaphore's).
+    pub bulkhead: String,
+    /// The tier's name, for a tier of a pool.
+    pub tier: Option<&'static str>,
     /// The per-call timeout.
     pub after: Duration,
 }
@@ -74,13 +74,16 @@ impl Rejection for CallTimedOut {
     }
 
     fn problem(&self) -> ProblemDetails {
-        ProblemDetails::new(StatusCode::GATEWAY_TIMEOUT)
+        let problem = ProblemDetails::new(StatusCode::GATEWAY_TIMEOUT)
             .with_detail(format!(
                 "The call took longer than the bulkhead's {} ms limit.",
                 self.after.as_millis()
             ))
-            .with_member("bulkhead", self.bulkhead)
-            .with_member("tier", self.tier)
+            .with_member("bulkhead", self.bulkhead.as_str());
+        match self.tier {
+            Some(tier) => problem.with_member("tier", tier),
+            None => problem,
+        }
     }
 
     fn grpc_code(&self) -> GrpcCode {

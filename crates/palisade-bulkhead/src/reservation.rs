@@ -1,81 +1,74 @@
 //! [`Reservation`]: the slot a service reserved for its next call.
 
 use std::{
-    future::Future,
-    pin::Pin,
-    task::{Context, Poll},
+    fmt,
+    task::{Context, Poll, ready},
 };
 
-use tokio::time::Sleep;
+use crate::semaphore::Semaphore;
 
-use crate::{Acquire, Permit, Pool, rejection::Reason};
-
-/// The slot this service reserved for its next call.
-#[derive(Debug)]
-pub(crate) struct Reservation {
-    pub(crate) pool: Pool,
-    pub(crate) tier: usize,
-    pub(crate) state: Slot,
+/// The slot this service reserved for its next call, from its [`Semaphore`].
+///
+/// Invariant: `Acquiring` only between a `poll_ready` that returned `Pending` and the next;
+/// `Held` and `Refused` only between a `poll_ready` that returned `Ready` and the `call` that
+/// takes them. Dropping the reservation drops what it holds, which gives it back (the
+/// semaphore's contract).
+pub(crate) struct Reservation<M: Semaphore> {
+    pub(crate) semaphore: M,
+    state: Slot<M>,
 }
 
-#[derive(Debug)]
-pub(crate) enum Slot {
+pub(crate) enum Slot<M: Semaphore> {
     Empty,
-    Waiting {
-        ticket: u64,
-        deadline: Pin<Box<Sleep>>,
-    },
-    Held(Permit),
-    Refused(Reason),
+    Acquiring(M::Acquisition),
+    Held(M::Permit),
+    Refused(M::Refusal),
 }
 
-impl Reservation {
-    pub(crate) fn new(pool: Pool, tier: usize) -> Self {
+impl<M: Semaphore> Reservation<M> {
+    pub(crate) fn new(semaphore: M) -> Self {
         Reservation {
-            pool,
-            tier,
+            semaphore,
             state: Slot::Empty,
         }
     }
 
     /// Drives the reservation until it holds a slot or a refusal.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            match &mut self.state {
-                Slot::Empty => {
-                    self.state = match self.pool.acquire_or_queue(self.tier) {
-                        Acquire::Acquired(permit) => Slot::Held(permit),
-                        Acquire::Queued(ticket) => Slot::Waiting {
-                            ticket,
-                            deadline: Box::pin(tokio::time::sleep(
-                                self.pool.config().tiers[self.tier].max_wait,
-                            )),
-                        },
-                        Acquire::Full => Slot::Refused(Reason::QueueFull),
-                    };
-                }
-                Slot::Waiting { ticket, deadline } => {
-                    let ticket = *ticket;
-                    if let Poll::Ready(permit) = self.pool.poll_ticket(ticket, cx) {
-                        self.state = Slot::Held(permit);
-                    } else if deadline.as_mut().poll(cx).is_ready() {
-                        // A grant racing with the deadline is handed back by `cancel`.
-                        self.pool.cancel(ticket);
-                        self.state = Slot::Refused(Reason::WaitTimedOut);
-                    } else {
-                        return Poll::Pending;
-                    }
-                }
-                Slot::Held(_) | Slot::Refused(_) => return Poll::Ready(()),
-            }
+        if let Slot::Empty = self.state {
+            self.state = Slot::Acquiring(self.semaphore.acquisition());
         }
+        if let Slot::Acquiring(acquisition) = &mut self.state {
+            self.state = match ready!(self.semaphore.poll_acquire(acquisition, cx)) {
+                Ok(permit) => Slot::Held(permit),
+                Err(refusal) => Slot::Refused(refusal),
+            };
+        }
+        Poll::Ready(())
+    }
+
+    /// Whether the reservation holds a slot (so the inner service must be readied too).
+    pub(crate) fn is_held(&self) -> bool {
+        matches!(self.state, Slot::Held(_))
+    }
+
+    /// Takes the decided slot or refusal for a call, leaving the reservation empty.
+    pub(crate) fn take(&mut self) -> Slot<M> {
+        std::mem::replace(&mut self.state, Slot::Empty)
     }
 }
 
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if let Slot::Waiting { ticket, .. } = self.state {
-            self.pool.cancel(ticket);
-        }
+impl<M: Semaphore> fmt::Debug for Reservation<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            Slot::Empty => "empty",
+            Slot::Acquiring(_) => "acquiring",
+            Slot::Held(_) => "held",
+            Slot::Refused(_) => "refused",
+        };
+        f.debug_struct("Reservation")
+            .field("bulkhead", &self.semaphore.name())
+            .field("state", &state)
+            .finish()
     }
 }

@@ -51,6 +51,20 @@ impl Tier {
     }
 }
 
+/// Which tier of a [`Pool`](crate::Pool) a call runs in: from [`Pool::tier`](crate::Pool::tier)
+/// (by name) or [`Pool::lowest_tier`](crate::Pool::lowest_tier). Tiers are ordered: a higher
+/// one has priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TierId(pub(crate) usize);
+
+impl TierId {
+    /// The tier's position in its [`PoolConfig`], 0 being the lowest priority (the index of its
+    /// entry in [`Snapshot::tiers`](crate::Snapshot::tiers)).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// The tiers of a pool, lowest priority first.
 ///
 /// Priority admission: a tier may use its own slots and those of the tiers **below** it, never
@@ -93,6 +107,16 @@ impl PoolConfig {
     /// The tiers, lowest priority first.
     pub fn tiers(&self) -> &[Tier] {
         &self.tiers
+    }
+
+    /// The tier called `name`.
+    pub fn tier(&self, name: &str) -> Option<TierId> {
+        self.tiers.iter().position(|t| t.name == name).map(TierId)
+    }
+
+    /// The lowest-priority tier (the only one of a [`single`](Self::single) pool).
+    pub fn lowest_tier(&self) -> TierId {
+        TierId(0)
     }
 
     /// Calls the whole pool may run at once (the sum of the tiers' slots).

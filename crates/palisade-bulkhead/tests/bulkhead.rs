@@ -46,8 +46,11 @@ async fn never_more_than_the_limit_in_flight() {
     let pool = Pool::new(PoolConfig::single("db", 3, 1_000, Duration::from_secs(60)));
     let gate = Arc::new(Semaphore::new(0));
     let (in_flight, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let svc =
-        BulkheadLayer::new(pool.clone(), 0).layer(gated(gate.clone(), in_flight, peak.clone()));
+    let svc = BulkheadLayer::new(pool.clone(), pool.lowest_tier()).layer(gated(
+        gate.clone(),
+        in_flight,
+        peak.clone(),
+    ));
     let calls: Vec<_> = (0..200)
         .map(|_| tokio::spawn(svc.clone().oneshot(Request::new(()))))
         .collect();
@@ -74,7 +77,11 @@ async fn the_queue_is_bounded() {
     let pool = Pool::new(PoolConfig::single("db", 2, 3, Duration::from_secs(60)));
     let gate = Arc::new(Semaphore::new(0));
     let (in_flight, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let svc = BulkheadLayer::new(pool.clone(), 0).layer(gated(gate.clone(), in_flight, peak));
+    let svc = BulkheadLayer::new(pool.clone(), pool.lowest_tier()).layer(gated(
+        gate.clone(),
+        in_flight,
+        peak,
+    ));
     let running: Vec<_> = (0..5)
         .map(|_| tokio::spawn(svc.clone().oneshot(Request::new(()))))
         .collect();
@@ -99,11 +106,10 @@ async fn the_queue_is_bounded() {
 #[tokio::test(start_paused = true)]
 async fn the_max_wait_is_honoured() {
     let pool = Pool::new(PoolConfig::single("db", 1, 1, Duration::from_secs(5)));
-    let held = pool.try_acquire(0).unwrap();
-    let svc =
-        BulkheadLayer::new(pool.clone(), 0).layer(tower::service_fn(|_req: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(Body::empty()))
-        }));
+    let held = pool.try_acquire(pool.lowest_tier()).unwrap();
+    let svc = BulkheadLayer::new(pool.clone(), pool.lowest_tier()).layer(tower::service_fn(
+        |_req: Request<()>| async { Ok::<_, Infallible>(Response::new(Body::empty())) },
+    ));
     let waiting = tokio::spawn(svc.oneshot(Request::new(())));
     tokio::time::sleep(Duration::from_millis(4_999)).await;
     assert!(!waiting.is_finished());
@@ -155,7 +161,7 @@ async fn a_flood_of_optional_work_never_blocks_critical_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_come_back_on_drop_after_ready_cancellation_and_panic() {
     let pool = Pool::new(PoolConfig::single("db", 1, 10, Duration::from_secs(60)));
-    let svc = BulkheadLayer::new(pool.clone(), 0).layer(tower::service_fn(
+    let svc = BulkheadLayer::new(pool.clone(), pool.lowest_tier()).layer(tower::service_fn(
         |req: Request<()>| async move {
             if req.uri().path() == "/panic" {
                 panic!("handler bug");
@@ -181,7 +187,7 @@ async fn slots_come_back_on_drop_after_ready_cancellation_and_panic() {
     assert!(tokio::spawn(svc.clone().oneshot(req)).await.is_err());
     assert_eq!(pool.snapshot().tiers[0].active, 0);
     // A waiter that gives up leaves the queue.
-    let held = pool.try_acquire(0).unwrap();
+    let held = pool.try_acquire(pool.lowest_tier()).unwrap();
     let waiter = tokio::spawn(svc.clone().oneshot(Request::new(())));
     eventually("the call waits", || pool.snapshot().tiers[0].queued == 1).await;
     waiter.abort();
@@ -231,7 +237,7 @@ async fn the_per_call_timeout_cuts_slow_calls_off_and_frees_the_slot() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let pool = Pool::new(PoolConfig::single("slow-dep", 1, 0, Duration::ZERO));
     let d = dropped.clone();
-    let svc = BulkheadLayer::new(pool.clone(), 0)
+    let svc = BulkheadLayer::new(pool.clone(), pool.lowest_tier())
         .call_timeout(Duration::from_secs(2))
         .layer(tower::service_fn(move |req: Request<()>| {
             let guard = Dropped(d.clone());
@@ -269,17 +275,20 @@ async fn per_key_bulkheads_isolate_dependencies() {
     let registry = PoolRegistry::new(PoolConfig::single("deps", 1, 0, Duration::ZERO), 16);
     let gate = Arc::new(Semaphore::new(0));
     let g = gate.clone();
-    let svc = KeyedBulkheadLayer::new(registry.clone(), Header::new("x-dep"), 0).layer(
-        tower::service_fn(move |req: Request<()>| {
-            let gate = g.clone();
-            async move {
-                if req.headers()["x-dep"] == "slow" {
-                    gate.acquire().await.unwrap().forget();
-                }
-                Ok::<_, Infallible>(Response::new(Body::empty()))
+    let svc = KeyedBulkheadLayer::new(
+        registry.clone(),
+        Header::new("x-dep"),
+        registry.config().lowest_tier(),
+    )
+    .layer(tower::service_fn(move |req: Request<()>| {
+        let gate = g.clone();
+        async move {
+            if req.headers()["x-dep"] == "slow" {
+                gate.acquire().await.unwrap().forget();
             }
-        }),
-    );
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        }
+    }));
     let call = |dep: &str| Request::get("/").header("x-dep", dep).body(()).unwrap();
     let stuck = tokio::spawn(svc.clone().oneshot(call("slow")));
     eventually("the slow call holds its slot", || {

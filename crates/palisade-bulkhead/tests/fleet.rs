@@ -200,52 +200,6 @@ async fn renewal_keeps_a_long_call_in_its_slot<C: RedisClient>(
     instances[1].try_acquire().await.unwrap().release().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_fleet_layer_refuses_beyond_the_fleet_limit() {
-    use std::convert::Infallible;
-
-    use axum::body::Body;
-    use http::{Request, Response, StatusCode};
-    use palisade_bulkhead::FleetBulkheadLayer;
-    use tokio::sync::Semaphore;
-    use tower::{Layer, ServiceExt};
-
-    let redis = TestRedis::connect().await;
-    let instances = three(&redis, 1, Duration::from_secs(5)).await;
-    let gate = Arc::new(Semaphore::new(0));
-    let entered = Arc::new(AtomicUsize::new(0));
-    let layer = |semaphore: FleetSemaphore<fred::clients::Client>| {
-        let (gate, entered) = (gate.clone(), entered.clone());
-        FleetBulkheadLayer::new(semaphore).layer(tower::service_fn(move |_req: Request<()>| {
-            let (gate, entered) = (gate.clone(), entered.clone());
-            async move {
-                // Only a call holding the fleet permit gets here.
-                entered.fetch_add(1, Ordering::SeqCst);
-                gate.acquire().await.unwrap().forget();
-                Ok::<_, Infallible>(Response::new(Body::empty()))
-            }
-        }))
-    };
-    let (a, b) = (layer(instances[0].clone()), layer(instances[1].clone()));
-    let held = tokio::spawn(a.oneshot(Request::new(())));
-    // Wait until instance A's call holds the fleet's only permit.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while entered.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "A never took the fleet permit");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let refused = b.clone().oneshot(Request::new(())).await.unwrap();
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let secs: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=5).contains(&secs), "{secs}");
-    gate.add_permits(1);
-    assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
-}
-
 /// Regression: an acquisition whose reply came after the timeout had taken a slot nobody
 /// renewed or released: a 50 ms latency blip filled the semaphore with orphans for a lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

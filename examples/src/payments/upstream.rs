@@ -25,7 +25,7 @@ use hyper_util::{
 use palisade::{
     breaker::{Breaker, CircuitBreaker, CircuitBreakerLayer, Classify, Outcome, Respond},
     bulkhead::{Bulkhead, BulkheadLayer, Pool, PoolConfig},
-    core::{ProblemJson, responder::Rejected},
+    core::responder::Rejected,
     retry::{HttpRetry, ReplayBody, Retry, RetryLayer, RetryPolicy},
 };
 use serde::Deserialize;
@@ -131,8 +131,7 @@ impl Service<Request<ReplayBody<Empty<Bytes>>>> for Attempt {
 
 /// The stack: breaker ⊃ bulkhead ⊃ retry ⊃ attempt. The breaker ignores the bulkhead's own
 /// refusals (they say nothing about the upstream's health).
-pub type QuoteClient =
-    Breaker<Bulkhead<Retry<Attempt, HttpRetry>, ProblemJson>, UpstreamHealth, Respond>;
+pub type QuoteClient = Breaker<Bulkhead<Retry<Attempt, HttpRetry>>, UpstreamHealth, Respond>;
 
 /// HTTP failures as the breaker counts them, except the bulkhead's own refusals.
 #[derive(Debug, Clone, Copy)]
@@ -175,7 +174,10 @@ impl Quotes {
         );
         let stack = CircuitBreakerLayer::new(breaker.clone())
             .classify(UpstreamHealth)
-            .layer(BulkheadLayer::new(pool.clone(), 0).layer(retry.layer(Attempt { client })));
+            .layer(
+                BulkheadLayer::new(pool.clone(), pool.lowest_tier())
+                    .layer(retry.layer(Attempt { client })),
+            );
         Quotes {
             client: stack,
             breaker,

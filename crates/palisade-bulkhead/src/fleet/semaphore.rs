@@ -10,7 +10,7 @@ use std::{
 };
 
 use palisade_core::{
-    BackendError,
+    BackendError, OnBackendError,
     backend::{Undo, compensation_timeout},
     key::Key,
     lease::Lease,
@@ -56,6 +56,7 @@ struct Inner<C> {
     lease: Duration,
     instance: u64,
     next: AtomicU64,
+    on_backend_error: OnBackendError,
 }
 
 /// Why no permit was granted.
@@ -103,6 +104,7 @@ impl<C: RedisClient> FleetSemaphore<C> {
                 lease: Duration::from_secs(30),
                 instance: palisade_core::random::u64(),
                 next: AtomicU64::new(0),
+                on_backend_error: OnBackendError::default(),
             }),
         }
     }
@@ -117,6 +119,7 @@ impl<C: RedisClient> FleetSemaphore<C> {
             lease: i.lease,
             instance: i.instance,
             next: AtomicU64::new(0),
+            on_backend_error: i.on_backend_error,
         };
         f(&mut inner);
         FleetSemaphore {
@@ -141,6 +144,16 @@ impl<C: RedisClient> FleetSemaphore<C> {
     /// Bounds every Redis call (default 50 ms).
     pub fn timeout(self, timeout: Duration) -> Self {
         self.map(|i| i.backend = i.backend.clone().with_timeout(timeout))
+    }
+
+    /// What a bulkhead over this semaphore does when Redis cannot answer (default: fail open —
+    /// the call runs without a permit, logged and counted by the policy).
+    pub fn on_backend_error(self, policy: OnBackendError) -> Self {
+        self.map(|i| i.on_backend_error = policy)
+    }
+
+    pub(super) fn backend_error_policy(&self) -> OnBackendError {
+        self.inner.on_backend_error
     }
 
     pub(super) async fn run(&self, op: &str, id: &str) -> Result<(bool, Duration), BackendError> {
