@@ -53,6 +53,20 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Waits until `observer` can take (and give back) a permit: `what` was released.
+async fn eventually_free<C: RedisClient>(what: &str, observer: &FleetSemaphore<C>) {
+    eventually(&format!("{what} is free again"), async || {
+        match observer.try_acquire().await {
+            Ok(permit) => {
+                permit.release().await;
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_layer_refuses_beyond_the_fleet_limit() {
     let redis = TestRedis::connect().await;
@@ -101,17 +115,7 @@ async fn a_readied_service_dropped_uncalled_gives_its_fleet_permit_back() {
         "poll_ready holds the fleet's only permit"
     );
     drop(readied);
-    eventually(
-        "the dropped reservation's permit is free again",
-        async || match observer.try_acquire().await {
-            Ok(permit) => {
-                permit.release().await;
-                true
-            }
-            Err(_) => false,
-        },
-    )
-    .await;
+    eventually_free("the dropped reservation's permit", &observer).await;
 }
 
 /// Redis unreachable: fail open (the default) runs the call without a permit; fail closed
@@ -167,15 +171,5 @@ async fn a_call_past_its_timeout_is_cut_off_and_frees_its_fleet_permit() {
     let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(problem["bulkhead"], "partner");
     assert!(problem.get("tier").is_none(), "{problem}");
-    eventually(
-        "the cut-off call's permit is free again",
-        async || match observer.try_acquire().await {
-            Ok(permit) => {
-                permit.release().await;
-                true
-            }
-            Err(_) => false,
-        },
-    )
-    .await;
+    eventually_free("the cut-off call's permit", &observer).await;
 }
