@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 pub use crate::key::digest_hex;
-use crate::key::{Key, MAX_KEY_MATERIAL};
+use crate::key::{Key, MAX_KEY_MATERIAL, is_verbatim};
 
 /// Builds the Redis key names of one layer.
 #[derive(Debug, Clone)]
@@ -53,7 +53,25 @@ impl RedisKeyBuilder {
 
     /// The Redis key of `key` in `namespace` (a policy name, say).
     pub fn key(&self, namespace: &str, key: &Key) -> String {
-        let material = key.to_string();
+        match key {
+            Key::Text(text) => self.build(namespace, text),
+            other => self.build(namespace, &other.to_string()),
+        }
+    }
+
+    /// The Redis key of the text name `name` in `namespace`: the same as
+    /// `key(namespace, &Key::from(name))`, without building the [`Key`] (a lock name, say,
+    /// which arrives as text).
+    pub fn key_of_text(&self, namespace: &str, name: &str) -> String {
+        if is_verbatim(name.as_bytes()) {
+            self.build(namespace, name)
+        } else {
+            self.key(namespace, &Key::from(name))
+        }
+    }
+
+    /// `<prefix>:<layer>:<namespace>:{<material>}`, the material digested when unsafe.
+    fn build(&self, namespace: &str, material: &str) -> String {
         let mut out = String::with_capacity(
             self.prefix.len() + self.layer.len() + namespace.len() + material.len().min(40) + 6,
         );
@@ -61,10 +79,10 @@ impl RedisKeyBuilder {
         out.push(':');
         out.push_str(self.layer);
         out.push(':');
-        out.push_str(&sanitize(namespace));
+        push_sanitized(&mut out, namespace);
         out.push_str(":{");
         if is_safe_material(material.as_bytes()) {
-            out.push_str(&material);
+            out.push_str(material);
         } else {
             out.push('#');
             out.push_str(&digest_hex(material.as_bytes()));
@@ -83,15 +101,20 @@ fn is_safe_material(bytes: &[u8]) -> bool {
 }
 
 fn sanitize(part: &str) -> String {
-    part.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(part.len());
+    push_sanitized(&mut out, part);
+    out
+}
+
+/// Appends `part` with every byte outside `[A-Za-z0-9._/-]` replaced by `_`.
+fn push_sanitized(out: &mut String, part: &str) {
+    out.extend(part.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/') {
+            c
+        } else {
+            '_'
+        }
+    }));
 }
 
 #[cfg(test)]
@@ -110,5 +133,27 @@ mod tests {
         // Composite keys keep one hash tag.
         let both = Key::Composite(Arc::from([Key::Global, ip]));
         assert_eq!(b.key("p", &both), "t_1:ratelimit:p:{global|ip:2001:db8::}");
+    }
+
+    #[test]
+    fn a_text_name_keys_as_its_key_does() {
+        let b = RedisKeyBuilder::new("lock").with_prefix("t");
+        let long = "o".repeat(300);
+        for name in [
+            "orders:42",
+            "a b",
+            "x#y",
+            "a|b",
+            "{tag}",
+            "",
+            "é",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                b.key_of_text("l", name),
+                b.key("l", &Key::from(name)),
+                "{name:?}"
+            );
+        }
     }
 }

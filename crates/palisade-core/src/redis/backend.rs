@@ -85,6 +85,12 @@ impl<C> RedisBackend<C> {
         self.keys.key(namespace, key)
     }
 
+    /// The Redis key of the text name `name` in `namespace` (as [`key`](Self::key) of
+    /// `Key::from(name)`).
+    pub fn key_of_text(&self, namespace: &str, name: &str) -> String {
+        self.keys.key_of_text(namespace, name)
+    }
+
     /// The bound on one call.
     pub fn timeout(&self) -> Duration {
         self.timeout

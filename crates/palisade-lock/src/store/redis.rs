@@ -9,7 +9,6 @@ use std::{
 use palisade_core::{
     BackendError,
     backend::{Undo, compensation_timeout},
-    key::Key,
     redis::{Arg, OWNERSHIP_TIMEOUT, RedisBackend, RedisClient, RedisScript},
 };
 
@@ -142,7 +141,7 @@ impl<C: RedisClient> RedisLock<C> {
 
     /// The Redis key of lock `name`.
     pub fn key(&self, name: &str) -> String {
-        self.inner.backend.key("l", &Key::from(name))
+        self.inner.backend.key_of_text("l", name)
     }
 
     /// The Redis key of lock `name`'s fencing counter.
@@ -184,6 +183,9 @@ impl<C: RedisClient> Locker for RedisLock<C> {
         check_name(name)?;
         let inner = &self.inner;
         let key = self.key(name);
+        // The fencing counter shares the lock's hash tag (same slot on a cluster).
+        let fence = format!("{key}:fence");
+        let keys = [key, fence];
         let token = owner_token();
         let sent_at = tokio::time::Instant::now();
         // Armed until the reply is known: a timeout, or this future dropped while the script
@@ -191,7 +193,7 @@ impl<C: RedisClient> Locker for RedisLock<C> {
         // (owner-checked: nobody else's lock is touched).
         // The closure borrows; it clones only if it fires (nothing allocated on the hot path).
         let undo = Undo::new("lock", || {
-            let (lock, key, token) = (self.clone(), key.clone(), token.clone());
+            let (lock, key, token) = (self.clone(), keys[0].clone(), token.clone());
             async move {
                 let backend = &lock.inner.backend;
                 let within = compensation_timeout(backend.timeout());
@@ -201,7 +203,6 @@ impl<C: RedisClient> Locker for RedisLock<C> {
                     .await
             }
         });
-        let keys = [key.clone(), self.fence_key(name)];
         let args = [Arg::from(token.as_str()), millis(inner.ttl)];
         let reply: Result<i64, BackendError> = inner.backend.run(&ACQUIRE, &keys, &args).await;
         // A timeout leaves the outcome unknown: the SET NX may land, and `undo` runs.
@@ -209,6 +210,7 @@ impl<C: RedisClient> Locker for RedisLock<C> {
         if reply < 1 {
             return Ok(None);
         }
+        let [key, _] = keys;
         let held = Arc::new(RedisHeld {
             lock: self.clone(),
             key,

@@ -6,7 +6,6 @@ use futures_util::future::join_all;
 use palisade_core::{
     BackendError,
     backend::{Undo, compensation_timeout},
-    key::Key,
     redis::{Arg, DECISION_TIMEOUT, RedisClient, RedisScript},
     redis_key::RedisKeyBuilder,
 };
@@ -144,7 +143,7 @@ impl<C: RedisClient> Redlock<C> {
 
     /// The key of lock `name` on every node.
     pub fn key(&self, name: &str) -> String {
-        self.inner.keys.key("l", &Key::from(name))
+        self.inner.keys.key_of_text("l", name)
     }
 
     /// The drift allowance: 1 % of the TTL + 2 ms.
