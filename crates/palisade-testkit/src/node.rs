@@ -38,8 +38,7 @@ impl RedisNode {
             child: None,
         };
         // A free port can be taken between choosing it and redis-server binding it (another
-        // test's outgoing connection draws its source port from the same range): the server
-        // then exits at once, and the next port is tried.
+        // test's node chose it too): the server then exits at once, and the next port is tried.
         let mut failures = Vec::new();
         for _ in 0..SPAWN_ATTEMPTS {
             node.port = free_port(cluster);
@@ -267,18 +266,36 @@ impl RedisCluster {
     }
 }
 
+/// A port that is free now and outside the kernel's ephemeral range, so no outgoing
+/// connection can be given it as its source port. (A client reconnecting to a killed node on an
+/// ephemeral port can connect *to itself* — TCP simultaneous open — and hold the port, so the
+/// node cannot restart: seen as "Address already in use" in CI.) Cluster nodes also need
+/// port + 10000 (the bus) free and outside the range.
 fn free_port(cluster: bool) -> u16 {
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let port = listener.local_addr().expect("local addr").port();
-        if !cluster {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (low, high) = if cluster {
+        (10_000, ephemeral_low.saturating_sub(10_000))
+    } else {
+        (10_000, ephemeral_low)
+    };
+    assert!(
+        high > low + 100,
+        "the ephemeral port range starts at {ephemeral_low}: no room below it for test nodes"
+    );
+    let seed = std::collections::hash_map::RandomState::new();
+    for attempt in 0u64.. {
+        let pick = std::hash::BuildHasher::hash_one(&seed, attempt);
+        let port = low + (pick % u64::from(high - low)) as u16;
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && (!cluster || free(port + 10_000)) {
             return port;
         }
-        // Cluster nodes also listen on port + 10000 (the bus).
-        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
+        assert!(attempt < 10_000, "no free port in {low}..{high}");
     }
+    unreachable!()
 }
 
 fn command(port: u16, cmd: &[u8]) -> Option<String> {
