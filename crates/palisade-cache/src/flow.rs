@@ -1,0 +1,510 @@
+//! One request through the cache: look up, then serve, revalidate, coalesce or forward, and
+//! store what the origin allows. The rules are the pure [`policy`](crate::policy); this is
+//! the I/O around them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
+use http_body::Body;
+use palisade_core::body::{BoxError, Collected, PrefixedBody, collect_within};
+use tower_service::Service;
+
+use crate::{
+    Entry, HttpCache,
+    coalesce::{Joined, wait},
+    policy::{
+        cache_status::{CacheStatus, Forward},
+        directives::RequestDirectives,
+        invalidation::{invalidated_uris, invalidates},
+        primary_key, response_policy,
+        reuse::{Reuse, RevalidateWhy, decide},
+        storable::{NotStorable, storable},
+        validation::{has_validator, make_conditional, validates},
+        vary::Selection,
+    },
+    serve::{from_entry, mark, only_if_cached},
+    stats::Event,
+    store::{PurgeMode, Store},
+};
+
+type Answer<ResB, E> = Result<Response<PrefixedBody<ResB>>, E>;
+
+/// The request as the store needs it after the request itself went to the origin.
+struct Asked {
+    method: Method,
+    headers: HeaderMap,
+    directives: RequestDirectives,
+    key: String,
+}
+
+pub(crate) async fn respond<S, St, ReqB, ResB>(
+    cache: HttpCache<St>,
+    mut inner: S,
+    request: Request<ReqB>,
+) -> Answer<ResB, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send,
+    St: Store,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + Unpin + 'static,
+    ResB::Error: Into<BoxError> + Send,
+{
+    let shared = &cache.inner;
+    let name = shared.config.name.as_str();
+    let key = primary_key(request.uri(), request.headers().get(header::HOST));
+    let method = request.method().clone();
+    if method != Method::GET && method != Method::HEAD {
+        return forward_unsafe(&cache, inner, request, &key).await;
+    }
+    let directives = RequestDirectives::from_headers(request.headers());
+    if directives.no_store {
+        shared.stats.record(Event::Bypassed);
+        let response = inner.call(request).await?;
+        let status = CacheStatus {
+            fwd: Some(Forward::Request),
+            fwd_status: Some(response.status().as_u16()),
+            ..Default::default()
+        };
+        return Ok(mark(response.map(PrefixedBody::streamed), name, &status));
+    }
+    let variants = match shared.store.get(&key).await {
+        Ok(variants) => variants,
+        Err(error) => {
+            tracing::warn!(target: "palisade::cache", %error, "cache store unavailable: passing the request through");
+            shared.stats.record(Event::StoreError);
+            let response = inner.call(request).await?;
+            let status = CacheStatus {
+                fwd: Some(Forward::Miss),
+                fwd_status: Some(response.status().as_u16()),
+                detail: Some("store-unavailable"),
+                ..Default::default()
+            };
+            return Ok(mark(response.map(PrefixedBody::streamed), name, &status));
+        }
+    };
+    let selected = variants
+        .iter()
+        .find(|e| e.selection().matches(request.headers()))
+        .cloned();
+    let asked = Asked {
+        method,
+        headers: request.headers().clone(),
+        directives,
+        key,
+    };
+    match selected {
+        Some(entry) => from_stored(&cache, inner, request, asked, entry).await,
+        None if asked.directives.only_if_cached => {
+            let status = CacheStatus {
+                detail: Some("only-if-cached"),
+                ..Default::default()
+            };
+            Ok(mark(only_if_cached(), name, &status))
+        }
+        None => {
+            let why = if variants.is_empty() {
+                Forward::UriMiss
+            } else {
+                Forward::VaryMiss
+            };
+            miss(&cache, inner, request, asked, why).await
+        }
+    }
+}
+
+/// Nothing usable stored: one request per key goes to the origin; the others wait for it and
+/// look again (served if it stored a response they can use, else they go themselves).
+async fn miss<S, St, ReqB, ResB>(
+    cache: &HttpCache<St>,
+    mut inner: S,
+    request: Request<ReqB>,
+    asked: Asked,
+    why: Forward,
+) -> Answer<ResB, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: Store,
+    ResB: Body<Data = Bytes> + Unpin,
+    ResB::Error: Into<BoxError> + Send,
+{
+    let shared = &cache.inner;
+    let mut collapsed = false;
+    let flight = if asked.method == Method::GET {
+        match shared.flights.join(&asked.key) {
+            Joined::Leader(flight) => Some(flight),
+            Joined::Follower(done) => {
+                shared.stats.record(Event::Coalesced);
+                collapsed = true;
+                if wait(done, shared.config.coalesce_wait).await {
+                    if let Some(answer) = stored_answer(cache, &asked).await {
+                        return Ok(answer);
+                    }
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+    shared.stats.record(Event::Miss);
+    let sent = shared.config.clock.now();
+    let response = inner.call(request).await?;
+    let mut status = CacheStatus::forward(why);
+    status.collapsed = collapsed;
+    let answer = store_response(cache, &asked, sent, response, status).await;
+    // The leader's response is stored (or known not storable): followers may look now.
+    drop(flight);
+    Ok(answer)
+}
+
+/// A follower's second look: the stored response the leader left, if it may serve this
+/// request as it is.
+async fn stored_answer<St: Store, B>(
+    cache: &HttpCache<St>,
+    asked: &Asked,
+) -> Option<Response<PrefixedBody<B>>> {
+    let shared = &cache.inner;
+    let variants = shared.store.get(&asked.key).await.ok()?;
+    let entry = variants
+        .iter()
+        .find(|e| e.selection().matches(&asked.headers))?;
+    let decision = decide(&entry.view(), &asked.directives, shared.config.clock.now());
+    if decision.reuse != Reuse::Serve {
+        return None;
+    }
+    shared.stats.record(Event::Hit);
+    let status = CacheStatus {
+        hit: true,
+        ttl: Some(decision.ttl),
+        collapsed: true,
+        ..Default::default()
+    };
+    let response = from_entry(entry, &asked.method, &asked.headers, decision.age, false);
+    Some(mark(response, &shared.config.name, &status))
+}
+
+/// A stored variant matches: serve it, serve it stale and revalidate behind, or revalidate
+/// first (falling back to it on an origin failure within stale-if-error).
+async fn from_stored<S, St, ReqB, ResB>(
+    cache: &HttpCache<St>,
+    mut inner: S,
+    request: Request<ReqB>,
+    asked: Asked,
+    entry: Arc<Entry>,
+) -> Answer<ResB, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send,
+    St: Store,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + Unpin + 'static,
+    ResB::Error: Into<BoxError> + Send,
+{
+    let shared = &cache.inner;
+    let name = shared.config.name.as_str();
+    let now = shared.config.clock.now();
+    let decision = decide(&entry.view(), &asked.directives, now);
+    let serve_stored = |status: &CacheStatus| {
+        let response = from_entry(&entry, &asked.method, &asked.headers, decision.age, false);
+        mark(response, name, status)
+    };
+    let (why, stale_if_error) = match decision.reuse {
+        Reuse::Serve => {
+            shared.stats.record(Event::Hit);
+            if decision.ttl < 0 {
+                shared.stats.record(Event::StaleServed);
+            }
+            return Ok(serve_stored(&CacheStatus::hit(decision.ttl)));
+        }
+        Reuse::ServeStaleAndRevalidate => {
+            shared.stats.record(Event::Hit);
+            shared.stats.record(Event::StaleServed);
+            revalidate_in_background(cache, inner, &request, &asked.key, &entry);
+            return Ok(serve_stored(&CacheStatus::hit(decision.ttl)));
+        }
+        Reuse::Revalidate {
+            why,
+            stale_if_error,
+        } => (why, stale_if_error),
+    };
+    if asked.directives.only_if_cached {
+        let status = CacheStatus {
+            detail: Some("only-if-cached"),
+            ..Default::default()
+        };
+        return Ok(mark(only_if_cached(), name, &status));
+    }
+    let fwd = match why {
+        RevalidateWhy::Request => Forward::Request,
+        RevalidateWhy::Stale | RevalidateWhy::NoCache => Forward::Stale,
+    };
+    let conditional = has_validator(entry.headers());
+    let (mut parts, body) = request.into_parts();
+    if conditional {
+        make_conditional(&mut parts.headers, entry.headers());
+    }
+    let sent = shared.config.clock.now();
+    let stale_status = |fwd_status: Option<u16>, detail| CacheStatus {
+        fwd: Some(fwd),
+        fwd_status,
+        ttl: Some(decision.ttl),
+        detail,
+        ..Default::default()
+    };
+    match inner.call(Request::from_parts(parts, body)).await {
+        Ok(response)
+            if conditional
+                && response.status() == StatusCode::NOT_MODIFIED
+                && validates(entry.headers(), response.headers()) =>
+        {
+            let answer = freshen(cache, &asked, &entry, sent, response.headers(), fwd).await;
+            Ok(answer)
+        }
+        Ok(response) if stale_if_error && fails(response.status()) => {
+            shared.stats.record(Event::StaleServed);
+            Ok(serve_stored(&stale_status(
+                Some(response.status().as_u16()),
+                Some("stale-if-error"),
+            )))
+        }
+        Err(_) if stale_if_error => {
+            shared.stats.record(Event::StaleServed);
+            Ok(serve_stored(&stale_status(None, Some("stale-if-error"))))
+        }
+        Err(error) => Err(error),
+        Ok(response) => {
+            Ok(store_response(cache, &asked, sent, response, CacheStatus::forward(fwd)).await)
+        }
+    }
+}
+
+/// Origin answers stale-if-error covers (RFC 5861 §4): 500, 502, 503, 504.
+fn fails(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// A 304 confirmed the stored response: store it freshened and serve it.
+async fn freshen<St: Store, B>(
+    cache: &HttpCache<St>,
+    asked: &Asked,
+    entry: &Entry,
+    sent: std::time::SystemTime,
+    update: &HeaderMap,
+    fwd: Forward,
+) -> Response<PrefixedBody<B>> {
+    let shared = &cache.inner;
+    let received = shared.config.clock.now();
+    let fresh = entry.freshened(update, sent, received, &shared.config.policy);
+    let decision = decide(&fresh.view(), &RequestDirectives::default(), received);
+    shared.stats.record(Event::Revalidated);
+    let mut status = CacheStatus {
+        fwd: Some(fwd),
+        fwd_status: Some(304),
+        ttl: Some(decision.ttl),
+        ..Default::default()
+    };
+    let response = from_entry(&fresh, &asked.method, &asked.headers, decision.age, true);
+    match shared.store.put(&asked.key, Arc::new(fresh)).await {
+        Ok(()) => status.stored = true,
+        Err(error) => store_failed(cache, &error, &mut status),
+    }
+    mark(response, &shared.config.name, &status)
+}
+
+fn store_failed<St>(
+    cache: &HttpCache<St>,
+    error: &palisade_core::BackendError,
+    status: &mut CacheStatus,
+) {
+    tracing::warn!(target: "palisade::cache", %error, "could not store a response");
+    cache.inner.stats.record(Event::StoreError);
+    status.detail = Some("store-unavailable");
+}
+
+/// The origin's response to `asked`: stored when the rules allow it (read into memory up to
+/// the size limit, then sent whole), streamed through otherwise.
+async fn store_response<St, ResB>(
+    cache: &HttpCache<St>,
+    asked: &Asked,
+    sent: std::time::SystemTime,
+    response: Response<ResB>,
+    mut status: CacheStatus,
+) -> Response<PrefixedBody<ResB>>
+where
+    St: Store,
+    ResB: Body<Data = Bytes> + Unpin,
+    ResB::Error: Into<BoxError> + Send,
+{
+    let shared = &cache.inner;
+    let config = &shared.config;
+    status.fwd_status = Some(response.status().as_u16());
+    let received = config.clock.now();
+    let policy = response_policy(response.headers(), &config.policy);
+    let verdict = if asked.method == Method::HEAD {
+        Err(NotStorable::Method)
+    } else {
+        storable(
+            &asked.method,
+            &asked.headers,
+            &asked.directives,
+            response.status(),
+            response.headers(),
+            &policy.directives,
+            policy.targeted,
+        )
+    };
+    if let Err(reason) = verdict {
+        shared.stats.record(Event::NotStored);
+        status.detail = Some(reason.label());
+        return mark(response.map(PrefixedBody::streamed), &config.name, &status);
+    }
+    let (parts, body) = response.into_parts();
+    let body = match collect_within(body, config.max_object_bytes).await {
+        Collected::Complete { data, trailers } => {
+            let entry = Entry::new(
+                parts.status,
+                parts.headers.clone(),
+                data.clone(),
+                sent,
+                received,
+                Selection::of(&parts.headers, &asked.headers),
+                None,
+                &config.policy,
+            );
+            status.ttl = Some(decide(&entry.view(), &RequestDirectives::default(), received).ttl);
+            match shared.store.put(&asked.key, Arc::new(entry)).await {
+                Ok(()) => {
+                    shared.stats.record(Event::Stored);
+                    status.stored = true;
+                }
+                Err(error) => store_failed(cache, &error, &mut status),
+            }
+            PrefixedBody::whole(data, trailers)
+        }
+        Collected::TooLarge { prefix, rest } => {
+            shared.stats.record(Event::NotStored);
+            status.detail = Some("too-large");
+            PrefixedBody::prefixed(prefix, rest)
+        }
+        Collected::Failed { prefix, error } => {
+            shared.stats.record(Event::NotStored);
+            status.detail = Some("body-failed");
+            PrefixedBody::failed(prefix, error)
+        }
+    };
+    mark(Response::from_parts(parts, body), &config.name, &status)
+}
+
+/// Stale-while-revalidate: one background request per key refreshes the stored response
+/// (conditionally when it has validators), on the service instance readied for this request
+/// (it was readied by `poll_ready` and is called once, as tower asks).
+fn revalidate_in_background<S, St, ReqB, ResB>(
+    cache: &HttpCache<St>,
+    mut inner: S,
+    request: &Request<ReqB>,
+    key: &str,
+    entry: &Arc<Entry>,
+) where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send,
+    St: Store,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + Unpin + 'static,
+    ResB::Error: Into<BoxError> + Send,
+{
+    let Some(flight) = cache.inner.flights.try_lead(&format!("revalidate {key}")) else {
+        return; // someone is already on it
+    };
+    let mut headers = request.headers().clone();
+    let conditional = has_validator(entry.headers());
+    if conditional {
+        make_conditional(&mut headers, entry.headers());
+    } else {
+        for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE] {
+            headers.remove(name);
+        }
+    }
+    let mut background = Request::new(ReqB::default());
+    *background.method_mut() = Method::GET;
+    *background.uri_mut() = request.uri().clone();
+    *background.version_mut() = request.version();
+    *background.headers_mut() = headers.clone();
+    let asked = Asked {
+        method: Method::GET,
+        directives: RequestDirectives::from_headers(&headers),
+        headers,
+        key: key.to_owned(),
+    };
+    let (cache, entry) = (cache.clone(), entry.clone());
+    tokio::spawn(async move {
+        let _flight = flight;
+        let sent = cache.inner.config.clock.now();
+        let response = match inner.call(background).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::debug!(target: "palisade::cache", key = %asked.key, "background revalidation failed");
+                return;
+            }
+        };
+        if conditional
+            && response.status() == StatusCode::NOT_MODIFIED
+            && validates(entry.headers(), response.headers())
+        {
+            freshen::<St, ResB>(
+                &cache,
+                &asked,
+                &entry,
+                sent,
+                response.headers(),
+                Forward::Stale,
+            )
+            .await;
+        } else if !fails(response.status()) {
+            let stored =
+                store_response(&cache, &asked, sent, response, CacheStatus::default()).await;
+            drop(stored);
+        }
+    });
+}
+
+/// Unsafe methods go to the origin; a success invalidates what is stored for the target
+/// URI and its same-origin `Location` / `Content-Location` (§4.4).
+async fn forward_unsafe<S, St, ReqB, ResB>(
+    cache: &HttpCache<St>,
+    mut inner: S,
+    request: Request<ReqB>,
+    key: &str,
+) -> Answer<ResB, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: Store,
+{
+    let shared = &cache.inner;
+    shared.stats.record(Event::Bypassed);
+    let method = request.method().clone();
+    let response = inner.call(request).await?;
+    if invalidates(&method, response.status()) {
+        if let Ok(target) = key.parse::<Uri>() {
+            let now = shared.config.clock.now();
+            for uri in invalidated_uris(&target, response.headers()) {
+                let key = primary_key(&uri, None);
+                if let Err(error) = shared.store.purge_key(&key, PurgeMode::Hard, now).await {
+                    let mut ignored = CacheStatus::default();
+                    store_failed(cache, &error, &mut ignored);
+                }
+            }
+        }
+    }
+    let status = CacheStatus {
+        fwd: Some(Forward::Method),
+        fwd_status: Some(response.status().as_u16()),
+        ..Default::default()
+    };
+    Ok(mark(
+        response.map(PrefixedBody::streamed),
+        &shared.config.name,
+        &status,
+    ))
+}

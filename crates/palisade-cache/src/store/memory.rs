@@ -1,0 +1,156 @@
+//! [`MemoryStore`]: responses in this process, bounded by bytes.
+
+use std::{fmt, sync::Arc, time::SystemTime};
+
+use palisade_core::BackendError;
+use quick_cache::{Weighter, sync::Cache};
+
+use super::{PurgeMode, Store, with_variant};
+use crate::Entry;
+
+type Variants = Arc<[Arc<Entry>]>;
+
+#[derive(Clone)]
+struct ByBytes;
+
+impl Weighter<String, Variants> for ByBytes {
+    fn weight(&self, key: &String, variants: &Variants) -> u64 {
+        let entries: usize = variants.iter().map(|e| e.weight()).sum();
+        (key.len() + entries) as u64
+    }
+}
+
+/// Responses held in this process, at most `max_bytes` of them (bodies, fields and
+/// bookkeeping, as [`Entry::weight`] counts), the least useful evicted first (S3-FIFO, from
+/// `quick_cache`: scan-resistant, no background thread). Cheap to clone: clones share the
+/// responses.
+///
+/// ```
+/// use palisade_cache::MemoryStore;
+///
+/// let store = MemoryStore::new(64 << 20); // 64 MiB
+/// assert_eq!(store.len(), 0);
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    cache: Arc<Cache<String, Variants, ByBytes>>,
+}
+
+impl MemoryStore {
+    /// A store of at most `max_bytes`.
+    pub fn new(max_bytes: u64) -> Self {
+        // quick_cache sizes its tables from an estimate of the item count: assume ~8 KiB each.
+        let estimated_items = (max_bytes / 8192).clamp(16, 1 << 20) as usize;
+        MemoryStore {
+            cache: Arc::new(Cache::with_weighter(estimated_items, max_bytes, ByBytes)),
+        }
+    }
+
+    /// How many URIs have responses stored.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// The bytes held, as [`Entry::weight`] counts them.
+    pub fn bytes(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    fn purge_where(
+        &self,
+        mode: PurgeMode,
+        now: SystemTime,
+        matches: impl Fn(&Entry) -> bool,
+    ) -> usize {
+        let mut purged = 0;
+        let keys: Vec<String> = self
+            .cache
+            .iter()
+            .filter(|(_, variants)| variants.iter().any(|e| matches(e)))
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            purged += self.purge_variants(&key, mode, now, &matches);
+        }
+        purged
+    }
+
+    fn purge_variants(
+        &self,
+        key: &str,
+        mode: PurgeMode,
+        now: SystemTime,
+        matches: &impl Fn(&Entry) -> bool,
+    ) -> usize {
+        let Some(variants) = self.cache.get(key) else {
+            return 0;
+        };
+        let purged = variants.iter().filter(|e| matches(e)).count();
+        let kept: Vec<Arc<Entry>> = variants
+            .iter()
+            .filter_map(|e| match (matches(e), mode) {
+                (false, _) => Some(e.clone()),
+                (true, PurgeMode::Soft) => Some(Arc::new(e.purged(now))),
+                (true, PurgeMode::Hard) => None,
+            })
+            .collect();
+        if kept.is_empty() {
+            self.cache.remove(key);
+        } else {
+            self.cache.insert(key.to_owned(), kept.into());
+        }
+        purged
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("uris", &self.len())
+            .field("bytes", &self.bytes())
+            .field("max_bytes", &self.cache.capacity())
+            .finish()
+    }
+}
+
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Vec<Arc<Entry>>, BackendError> {
+        Ok(self.cache.get(key).map(|v| v.to_vec()).unwrap_or_default())
+    }
+
+    async fn put(&self, key: &str, entry: Arc<Entry>) -> Result<(), BackendError> {
+        let existing = self.cache.get(key);
+        let variants = with_variant(existing.as_deref().unwrap_or(&[]), entry);
+        self.cache.insert(key.to_owned(), variants.into());
+        Ok(())
+    }
+
+    async fn purge_key(
+        &self,
+        key: &str,
+        mode: PurgeMode,
+        now: SystemTime,
+    ) -> Result<usize, BackendError> {
+        Ok(self.purge_variants(key, mode, now, &|_| true))
+    }
+
+    async fn purge_surrogate_key(
+        &self,
+        surrogate_key: &str,
+        mode: PurgeMode,
+        now: SystemTime,
+    ) -> Result<usize, BackendError> {
+        Ok(self.purge_where(mode, now, |e| {
+            e.surrogate_keys().iter().any(|k| k == surrogate_key)
+        }))
+    }
+
+    async fn purge_all(&self, mode: PurgeMode, now: SystemTime) -> Result<usize, BackendError> {
+        Ok(self.purge_where(mode, now, |_| true))
+    }
+}
