@@ -1,5 +1,7 @@
 //! Pieces the example binaries share with their tests.
 
+pub mod serve;
+
 use bytes::{Buf, BufMut};
 use serde_json::Value;
 use tonic::{

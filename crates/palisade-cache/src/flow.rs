@@ -16,7 +16,8 @@ use crate::{
     policy::{
         cache_status::{CacheStatus, Forward},
         directives::RequestDirectives,
-        invalidation::{invalidated_uris, invalidates},
+        freshness::has_explicit_expiration,
+        invalidation::{invalidated_uris, invalidates, same_origin_reference},
         primary_key, response_policy,
         reuse::{Reuse, RevalidateWhy, decide},
         storable::{NotStorable, storable},
@@ -470,7 +471,9 @@ fn revalidate_in_background<S, St, ReqB, ResB>(
 }
 
 /// Unsafe methods go to the origin; a success invalidates what is stored for the target
-/// URI and its same-origin `Location` / `Content-Location` (§4.4).
+/// URI and its same-origin `Location` / `Content-Location` (§4.4). A `POST` response that
+/// names the target as its `Content-Location` and has explicit freshness is then stored as
+/// the target's `GET` response (RFC 9110 §9.3.3).
 async fn forward_unsafe<S, St, ReqB, ResB>(
     cache: &HttpCache<St>,
     mut inner: S,
@@ -480,28 +483,53 @@ async fn forward_unsafe<S, St, ReqB, ResB>(
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     St: Store,
+    ResB: Body<Data = Bytes> + Unpin,
+    ResB::Error: Into<BoxError> + Send,
 {
     let shared = &cache.inner;
     shared.stats.record(Event::Bypassed);
     let method = request.method().clone();
+    let posted = (method == Method::POST).then(|| request.headers().clone());
     let response = inner.call(request).await?;
-    if invalidates(&method, response.status()) {
-        if let Ok(target) = key.parse::<Uri>() {
-            let now = shared.config.clock.now();
-            for uri in invalidated_uris(&target, response.headers()) {
-                let key = primary_key(&uri, None);
-                if let Err(error) = shared.store.purge_key(&key, PurgeMode::Hard, now).await {
-                    let mut ignored = CacheStatus::default();
-                    store_failed(cache, &error, &mut ignored);
-                }
+    let target = key.parse::<Uri>().ok();
+    if let Some(target) = target
+        .as_ref()
+        .filter(|_| invalidates(&method, response.status()))
+    {
+        let now = shared.config.clock.now();
+        for uri in invalidated_uris(target, response.headers()) {
+            let key = primary_key(&uri, None);
+            if let Err(error) = shared.store.purge_key(&key, PurgeMode::Hard, now).await {
+                let mut ignored = CacheStatus::default();
+                store_failed(cache, &error, &mut ignored);
             }
         }
     }
-    let status = CacheStatus {
-        fwd: Some(Forward::Method),
-        fwd_status: Some(response.status().as_u16()),
-        ..Default::default()
-    };
+    let status = CacheStatus::forward(Forward::Method);
+    if let (Some(headers), Some(target)) = (posted, target) {
+        let policy = response_policy(response.headers(), &shared.config.policy);
+        let names_target = response
+            .headers()
+            .get(header::CONTENT_LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| same_origin_reference(&target, v))
+            .is_some_and(|uri| uri == target);
+        if response.status().is_success()
+            && names_target
+            && has_explicit_expiration(response.headers(), &policy.directives, policy.targeted)
+        {
+            let asked = Asked {
+                method: Method::GET,
+                directives: RequestDirectives::from_headers(&headers),
+                headers,
+                key: key.to_owned(),
+            };
+            let sent = shared.config.clock.now();
+            return Ok(store_response(cache, &asked, sent, response, status).await);
+        }
+    }
+    let mut status = status;
+    status.fwd_status = Some(response.status().as_u16());
     Ok(mark(
         response.map(PrefixedBody::streamed),
         &shared.config.name,

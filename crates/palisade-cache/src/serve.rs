@@ -9,7 +9,12 @@ use palisade_core::{ProblemDetails, body::PrefixedBody};
 
 use crate::{
     Entry,
-    policy::{cache_status::CacheStatus, directives::Scope, validation::not_modified_for},
+    policy::{
+        cache_status::CacheStatus,
+        directives::Scope,
+        range::{self, RangeAnswer},
+        validation::not_modified_for,
+    },
 };
 
 /// `Cache-Status`.
@@ -37,7 +42,8 @@ const NOT_MODIFIED_FIELDS: [HeaderName; 8] = [
 ];
 
 /// The stored response as an answer to a request with `method` and `request` fields, aged
-/// `age`: a 304 if the request's own precondition holds, the body left out for `HEAD`, and
+/// `age`: a 304 if the request's own precondition holds, one byte range (206, or 416) if it
+/// asks for one, the body left out for `HEAD`, and
 /// fields the origin marked `no-cache="…"` left out (they may not be sent unvalidated).
 pub(crate) fn from_entry<B>(
     entry: &Entry,
@@ -66,6 +72,36 @@ pub(crate) fn from_entry<B>(
             }
         }
         return response;
+    }
+    if *method == Method::GET && entry.status() == StatusCode::OK {
+        let len = entry.body().len() as u64;
+        match range::answer(request, &headers, len) {
+            RangeAnswer::Whole => {}
+            RangeAnswer::Part { start, end } => {
+                let part = entry.body().slice(start as usize..=end as usize);
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                        .expect("digits and punctuation"),
+                );
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
+                let mut response = Response::new(PrefixedBody::whole(part, None));
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                *response.headers_mut() = headers;
+                return response;
+            }
+            RangeAnswer::Unsatisfiable => {
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{len}")).expect("digits"),
+                );
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                let mut response = Response::new(PrefixedBody::default());
+                *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                *response.headers_mut() = headers;
+                return response;
+            }
+        }
     }
     let body = if *method == Method::HEAD {
         Bytes::new()

@@ -99,6 +99,13 @@ pub mod idempotency {
     pub use palisade_idempotency::*;
 }
 
+/// An RFC 9111 shared HTTP cache: [`HttpCache`](cache::HttpCache) and
+/// [`CacheLayer`](cache::CacheLayer).
+#[cfg(feature = "cache")]
+pub mod cache {
+    pub use palisade_cache::*;
+}
+
 /// Distributed locks: [`Locker`](lock::Locker) backends and [`LockLayer`](lock::LockLayer).
 #[cfg(feature = "lock")]
 pub mod lock {

@@ -7,9 +7,54 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::{PolicyConfig, directives::ResponseDirectives};
 
-/// An HTTP-date (IMF-fixdate, RFC 850 or asctime form); `None` when it does not parse.
+/// An HTTP-date (IMF-fixdate, RFC 850 or asctime form, RFC 9110 §5.6.7); `None` when it
+/// does not parse. Day and month names and `GMT` are read case-insensitively; nothing else
+/// is forgiven (another zone, a two-digit year in the IMF form, a missing comma: `None`).
 pub fn http_date(value: &HeaderValue) -> Option<SystemTime> {
-    httpdate::parse_http_date(value.to_str().ok()?.trim()).ok()
+    let text = value.to_str().ok()?.trim();
+    if let Ok(at) = httpdate::parse_http_date(text) {
+        return Some(at);
+    }
+    // Words title-cased (`THU` → `Thu`), `GMT` upper-cased.
+    let mut fixed = String::with_capacity(text.len());
+    let mut word_start = true;
+    for c in text.chars() {
+        if c.is_ascii_alphabetic() {
+            fixed.push(if word_start {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            });
+            word_start = false;
+        } else {
+            fixed.push(c);
+            word_start = true;
+        }
+    }
+    let fixed = fixed.replace("Gmt", "GMT");
+    httpdate::parse_http_date(&fixed)
+        .ok()
+        .or_else(|| asctime(&fixed))
+}
+
+/// asctime's `Sun Nov  6 08:49:37 1994` (a space-padded day), which `httpdate` reads only with
+/// the day padded to two digits by a space — also accepted with a one-digit day.
+fn asctime(text: &str) -> Option<SystemTime> {
+    let parts: Vec<&str> = text.split_ascii_whitespace().collect();
+    let [weekday, month, day, time, year] = parts.as_slice() else {
+        return None;
+    };
+    if day.len() > 2 || !day.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // As IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`. The weekday is redundant, and asctime
+    // dates from old software get it wrong: any day of the week is accepted.
+    let _ = weekday;
+    ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+        .iter()
+        .find_map(|w| {
+            httpdate::parse_http_date(&format!("{w}, {day:0>2} {month} {year} {time} GMT")).ok()
+        })
 }
 
 /// `b - a`, or zero when `b` is earlier.
@@ -94,9 +139,11 @@ pub fn date_of(headers: &HeaderMap, response_time: SystemTime) -> SystemTime {
         .unwrap_or(response_time)
 }
 
-/// The `Age` the response arrived with: a non-negative integer, else ignored.
+/// The `Age` the response arrived with: the first member of the first line (`Age: 7200, 0`
+/// is 7200 s old), a non-negative integer — anything else is ignored.
 pub fn age_value(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(header::AGE)?.to_str().ok()?.trim();
+    let line = headers.get(header::AGE)?.to_str().ok()?;
+    let value = line.split(',').next().unwrap_or("").trim();
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -191,6 +238,22 @@ mod tests {
     }
 
     #[test]
+    fn dates_forgive_case_and_asctime_only() {
+        let date = |s: &'static str| http_date(&HeaderValue::from_static(s));
+        let expected = date("Thu, 18 Aug 2050 02:01:18 GMT").unwrap();
+        assert_eq!(date("THU, 18 AUG 2050 02:01:18 gmt"), Some(expected));
+        assert_eq!(date("Thu Aug 18 02:01:18 2050"), Some(expected));
+        assert!(date("Mon Aug  8 02:01:18 2050").is_some());
+        assert!(
+            date("Thu Aug  8 02:01:18 2050").is_some(),
+            "a wrong asctime weekday"
+        );
+        assert_eq!(date("Thu, 18 Aug 2050 02:01:18 UTC"), None);
+        assert_eq!(date("Thu 18 Aug 2050 02:01:18 GMT"), None);
+        assert_eq!(date("0"), None);
+    }
+
+    #[test]
     fn heuristic_is_a_capped_tenth_of_the_last_modified_age() {
         let config = PolicyConfig::default();
         let h = headers(&[
@@ -236,6 +299,8 @@ mod tests {
             ("age", "x".into()),
         ]);
         assert_eq!(initial_age(&h, at(10), at(50)), Duration::from_secs(50));
+        let h = headers(&[("age", "7200, 0".into())]);
+        assert_eq!(age_value(&h), Some(7200));
         assert_eq!(
             current_age(Duration::from_secs(5), at(10), at(20)),
             Duration::from_secs(15)

@@ -25,41 +25,37 @@ pub fn invalidated_uris(target: &Uri, response: &HeaderMap) -> Vec<Uri> {
         let Some(value) = response.get(&name).and_then(|v| v.to_str().ok()) else {
             continue;
         };
-        let value = value.trim();
-        let resolved = if value.contains("://") {
-            let Ok(uri) = value.parse::<Uri>() else {
-                continue;
-            };
-            if uri.authority() != target.authority()
-                || (target.scheme().is_some() && uri.scheme() != target.scheme())
-            {
-                continue;
-            }
-            uri
-        } else {
-            // A relative reference: an absolute path, or a path relative to the target's.
-            let joined = if value.starts_with('/') {
-                value.to_owned()
-            } else {
-                let base = target.path();
-                let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
-                format!("{dir}{value}")
-            };
-            let mut parts = target.clone().into_parts();
-            match joined.parse() {
-                Ok(pq) => parts.path_and_query = Some(pq),
-                Err(_) => continue,
-            }
-            match Uri::from_parts(parts) {
-                Ok(u) => u,
-                Err(_) => continue,
-            }
+        let Some(resolved) = same_origin_reference(target, value) else {
+            continue;
         };
         if !out.contains(&resolved) {
             out.push(resolved);
         }
     }
     out
+}
+
+/// `reference` (a `Location` or `Content-Location` value) resolved against `target`, if it
+/// is on the target's origin: an absolute path, a path relative to the target's, or an
+/// absolute URI with the same scheme and authority.
+pub fn same_origin_reference(target: &Uri, reference: &str) -> Option<Uri> {
+    let value = reference.trim();
+    if value.contains("://") {
+        let uri = value.parse::<Uri>().ok()?;
+        let same = uri.authority() == target.authority()
+            && (target.scheme().is_none() || uri.scheme() == target.scheme());
+        return same.then_some(uri);
+    }
+    let joined = if value.starts_with('/') {
+        value.to_owned()
+    } else {
+        let base = target.path();
+        let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+        format!("{dir}{value}")
+    };
+    let mut parts = target.clone().into_parts();
+    parts.path_and_query = Some(joined.parse().ok()?);
+    Uri::from_parts(parts).ok()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! | `reuse.rs` | fresh, stale-while-revalidate, revalidate, stale-if-error (§4.2.4, RFC 5861) |
 //! | `validation.rs` | conditional requests, 304 freshening, client preconditions (§4.3) |
 //! | `invalidation.rs` | what an unsafe method invalidates (§4.4) |
+//! | `range.rs` | one byte range served from a stored complete response (RFC 9110 §14) |
 //! | `cache_status.rs` | the `Cache-Status` field (RFC 9211) |
 //!
 //! Written here rather than on `http-cache-semantics`: that crate (RFC 7234) has no
@@ -21,6 +22,7 @@ pub mod cache_status;
 pub mod directives;
 pub mod freshness;
 pub mod invalidation;
+pub mod range;
 pub mod reuse;
 pub mod storable;
 pub mod targeted;

@@ -26,36 +26,56 @@ pub fn targeted_directives(
         if dictionary.is_empty() {
             return None;
         }
-        let list = dictionary
-            .iter()
-            .filter_map(|(key, entry)| {
-                let ListEntry::Item(item) = entry else {
-                    return None;
-                };
-                let value = match &item.bare_item {
-                    BareItem::Boolean(true) => None,
-                    BareItem::Boolean(false) => return None,
-                    BareItem::Integer(i) => {
-                        let i = i64::from(*i);
-                        // A negative delta is invalid: for freshness, stale.
-                        Some(if i < 0 {
-                            "invalid".to_owned()
-                        } else {
-                            (i as u64).min(MAX_DELTA).to_string()
-                        })
-                    }
-                    BareItem::String(s) => Some(s.as_str().to_owned()),
-                    BareItem::Token(t) => Some(t.as_str().to_owned()),
-                    _ => Some("invalid".to_owned()),
-                };
-                Some(Directive {
-                    name: key.as_str().to_owned(),
-                    value,
-                })
-            })
-            .collect();
+        let mut list = Vec::with_capacity(dictionary.len());
+        for (key, entry) in &dictionary {
+            let ListEntry::Item(item) = entry else {
+                continue;
+            };
+            let name = key.as_str();
+            let value = match (&item.bare_item, expected_type(name)) {
+                (BareItem::Boolean(false), _) => continue,
+                (BareItem::Boolean(true), Expected::Flag | Expected::Any) => None,
+                (BareItem::Integer(i), Expected::Seconds | Expected::Any) => {
+                    // A negative delta is invalid: for freshness, stale.
+                    let i = i64::from(*i);
+                    Some(if i < 0 {
+                        "invalid".to_owned()
+                    } else {
+                        (i as u64).min(MAX_DELTA).to_string()
+                    })
+                }
+                (BareItem::String(s), Expected::Any) => Some(s.as_str().to_owned()),
+                (BareItem::Token(t), Expected::Any) => Some(t.as_str().to_owned()),
+                (_, Expected::Any) => continue,
+                // A known directive of the wrong type: the field is invalid, and ignored.
+                _ => return None,
+            };
+            list.push(Directive {
+                name: name.to_owned(),
+                value,
+            });
+        }
         Some(ResponseDirectives::from_directives(list))
     })
+}
+
+/// The type RFC 9213 gives a directive in a targeted field.
+enum Expected {
+    /// An Integer of seconds.
+    Seconds,
+    /// A Boolean (a bare key).
+    Flag,
+    /// Not one this cache checks.
+    Any,
+}
+
+fn expected_type(name: &str) -> Expected {
+    match name {
+        "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error" => Expected::Seconds,
+        "no-store" | "public" | "must-revalidate" | "proxy-revalidate" | "must-understand"
+        | "immutable" => Expected::Flag,
+        _ => Expected::Any,
+    }
 }
 
 #[cfg(test)]
@@ -85,6 +105,9 @@ mod tests {
         headers.insert(cdn(), HeaderValue::from_static("max-age=\"60"));
         assert_eq!(targeted_directives(&headers, &[cdn()]), None);
         headers.insert(cdn(), HeaderValue::from_static(""));
+        assert_eq!(targeted_directives(&headers, &[cdn()]), None);
+        // Valid Structured Field, wrong type for max-age: ignored as a whole.
+        headers.insert(cdn(), HeaderValue::from_static("max-age=\"10000\""));
         assert_eq!(targeted_directives(&headers, &[cdn()]), None);
     }
 

@@ -36,9 +36,11 @@ pub fn has_validator(stored: &HeaderMap) -> bool {
 
 /// Makes `outgoing` (a request's headers) a validation of `stored`: its `ETag` as
 /// `If-None-Match`, its `Last-Modified` as `If-Modified-Since`; the client's own
-/// preconditions are replaced (the cache answers those itself).
+/// preconditions and `Range` are dropped (the cache answers those itself, from the whole
+/// representation it validates).
 pub fn make_conditional(outgoing: &mut HeaderMap, stored: &HeaderMap) {
     for name in [
+        header::RANGE,
         header::IF_NONE_MATCH,
         header::IF_MODIFIED_SINCE,
         header::IF_MATCH,

@@ -76,6 +76,16 @@ fn normalised(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
             out.push_str(member.trim());
         }
     }
+    // List fields whose members are case-insensitive and whose order carries no meaning
+    // beyond their q-values: compare them sorted and lower-cased.
+    if *name == header::ACCEPT_LANGUAGE || *name == header::ACCEPT_ENCODING {
+        let mut members: Vec<String> = out
+            .split(',')
+            .map(|m| m.to_ascii_lowercase().replace(' ', ""))
+            .collect();
+        members.sort_unstable();
+        out = members.join(",");
+    }
     Some(out)
 }
 
@@ -105,5 +115,10 @@ mod tests {
         assert!(!s.matches(&map(&[("accept-encoding", "br")])));
         assert!(!s.matches(&map(&[("accept-encoding", "gzip, br"), ("x-a", "1")])));
         assert!(is_star(&map(&[("vary", "x, *")])));
+        let s = Selection::of(
+            &map(&[("vary", "accept-language")]),
+            &map(&[("accept-language", "en, DE")]),
+        );
+        assert!(s.matches(&map(&[("accept-language", "de,en")])));
     }
 }
