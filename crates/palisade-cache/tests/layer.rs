@@ -1,0 +1,481 @@
+//! `CacheLayer` end to end over a scripted origin, under paused time: coalescing, stale
+//! windows, revalidation, purge, invalidation, bounds and a failing store.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use palisade_cache::{Caching, Clock, Entry, HttpCache, MemoryStore, PurgeMode, Store};
+use palisade_core::BackendError;
+use tokio::sync::Semaphore;
+use tower::{Layer, ServiceExt};
+
+/// What the origin answers next, and what it saw.
+#[derive(Default)]
+struct Script {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: &'static str,
+    /// Answer `Err` instead (a transport failure).
+    fail: bool,
+    seen: Vec<HeaderMap>,
+}
+
+#[derive(Clone)]
+struct Origin {
+    script: Arc<Mutex<Script>>,
+    calls: Arc<AtomicUsize>,
+    /// When set, every call waits for a permit first.
+    gate: Option<Arc<Semaphore>>,
+}
+
+impl Origin {
+    fn new(status: u16, headers: &[(&'static str, &str)], body: &'static str) -> Self {
+        let origin = Origin {
+            script: Arc::default(),
+            calls: Arc::default(),
+            gate: None,
+        };
+        origin.answer(status, headers, body);
+        origin
+    }
+
+    fn answer(&self, status: u16, headers: &[(&'static str, &str)], body: &'static str) {
+        let mut script = self.script.lock().unwrap();
+        script.status = status;
+        script.headers = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        script.body = body;
+        script.fail = false;
+    }
+
+    fn fail(&self) {
+        self.script.lock().unwrap().fail = true;
+    }
+
+    fn gated(mut self) -> (Self, Arc<Semaphore>) {
+        let gate = Arc::new(Semaphore::new(0));
+        self.gate = Some(gate.clone());
+        (self, gate)
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn last_seen(&self) -> HeaderMap {
+        self.script.lock().unwrap().seen.last().cloned().unwrap()
+    }
+}
+
+#[derive(Debug)]
+struct OriginDown;
+
+impl std::fmt::Display for OriginDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("origin down")
+    }
+}
+
+impl std::error::Error for OriginDown {}
+
+impl tower::Service<Request<Full<Bytes>>> for Origin {
+    type Response = Response<Full<Bytes>>;
+    type Error = OriginDown;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Full<Bytes>>, OriginDown>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), OriginDown>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        let origin = self.clone();
+        Box::pin(async move {
+            origin.calls.fetch_add(1, Ordering::SeqCst);
+            if let Some(gate) = &origin.gate {
+                gate.acquire().await.unwrap().forget();
+            }
+            let mut script = origin.script.lock().unwrap();
+            script.seen.push(request.headers().clone());
+            if script.fail {
+                return Err(OriginDown);
+            }
+            let mut response = Response::new(Full::new(Bytes::from_static(script.body.as_bytes())));
+            *response.status_mut() = StatusCode::from_u16(script.status).unwrap();
+            for (k, v) in &script.headers {
+                response.headers_mut().append(*k, v.parse().unwrap());
+            }
+            if !response.headers().contains_key("date") {
+                let now = httpdate::fmt_http_date(SystemTime::now());
+                response.headers_mut().insert("date", now.parse().unwrap());
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn cache() -> HttpCache<MemoryStore> {
+    HttpCache::new(MemoryStore::new(1 << 20))
+        .name("t")
+        .clock(Clock::tokio())
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://example.com{path}"))
+        .body(Full::default())
+        .unwrap()
+}
+
+async fn send<St: Store>(
+    svc: &Caching<Origin, St>,
+    request: Request<Full<Bytes>>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let response = svc.clone().oneshot(request).await.expect("no origin error");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, body)
+}
+
+fn cache_status(headers: &HeaderMap) -> String {
+    headers["cache-status"].to_str().unwrap().to_owned()
+}
+
+/// Lets every spawned task run until it blocks (paused time: no timer fires meanwhile).
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_concurrent_misses_make_one_origin_request() {
+    let (origin, gate) = Origin::new(200, &[("cache-control", "max-age=60")], "once").gated();
+    let svc = cache().layer().layer(origin.clone());
+    let calls: Vec<_> = (0..1000)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { send(&svc, get("/hot")).await })
+        })
+        .collect();
+    settle().await;
+    assert_eq!(origin.calls(), 1, "one leader went to the origin");
+    gate.add_permits(1);
+    let mut collapsed = 0;
+    for call in calls {
+        let (status, headers, body) = call.await.unwrap();
+        assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"once"[..]));
+        collapsed += usize::from(cache_status(&headers).contains("collapsed"));
+    }
+    assert_eq!(
+        origin.calls(),
+        1,
+        "every follower was served what the leader stored"
+    );
+    assert_eq!(collapsed, 999);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_uncacheable_response_releases_the_waiters_to_the_origin() {
+    let (origin, gate) = Origin::new(200, &[("cache-control", "no-store")], "private").gated();
+    let svc = cache().layer().layer(origin.clone());
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { send(&svc, get("/u")).await })
+        })
+        .collect();
+    settle().await;
+    assert_eq!(origin.calls(), 1);
+    gate.add_permits(100);
+    for call in calls {
+        assert_eq!(call.await.unwrap().0, StatusCode::OK);
+    }
+    assert_eq!(
+        origin.calls(),
+        10,
+        "nothing stored: each waiter asked for itself"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_leader_releases_its_followers() {
+    let (origin, gate) = Origin::new(200, &[("cache-control", "max-age=60")], "x").gated();
+    let svc = cache().layer().layer(origin.clone());
+    let leader = {
+        let svc = svc.clone();
+        tokio::spawn(async move { send(&svc, get("/c")).await })
+    };
+    settle().await;
+    let follower = {
+        let svc = svc.clone();
+        tokio::spawn(async move { send(&svc, get("/c")).await })
+    };
+    settle().await;
+    leader.abort();
+    settle().await;
+    assert_eq!(
+        origin.calls(),
+        2,
+        "the follower went itself once the leader was gone"
+    );
+    gate.add_permits(1);
+    assert_eq!(follower.await.unwrap().0, StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_while_revalidate_serves_at_once_and_revalidates_once_behind() {
+    let origin = Origin::new(
+        200,
+        &[
+            ("cache-control", "max-age=1, stale-while-revalidate=60"),
+            ("etag", "\"v1\""),
+        ],
+        "v1",
+    );
+    let svc = cache().layer().layer(origin.clone());
+    send(&svc, get("/swr")).await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    origin.answer(
+        304,
+        &[
+            ("cache-control", "max-age=100, stale-while-revalidate=60"),
+            ("etag", "\"v1\""),
+        ],
+        "",
+    );
+    for _ in 0..5 {
+        let (status, headers, body) = send(&svc, get("/swr")).await;
+        assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"v1"[..]));
+        assert!(cache_status(&headers).contains("hit; ttl=-"), "{headers:?}");
+    }
+    settle().await;
+    assert_eq!(
+        origin.calls(),
+        2,
+        "one background revalidation for five stale hits"
+    );
+    assert_eq!(origin.last_seen()["if-none-match"], "\"v1\"");
+    let (_, headers, _) = send(&svc, get("/swr")).await;
+    assert!(
+        cache_status(&headers).contains("hit; ttl=9"),
+        "freshened by the 304: {headers:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_if_error_serves_the_stored_response_when_the_origin_fails() {
+    let origin = Origin::new(
+        200,
+        &[("cache-control", "max-age=1, stale-if-error=60")],
+        "kept",
+    );
+    let svc = cache().layer().layer(origin.clone());
+    send(&svc, get("/sie")).await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    origin.answer(503, &[], "down");
+    let (status, headers, body) = send(&svc, get("/sie")).await;
+    assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"kept"[..]));
+    assert!(cache_status(&headers).contains("fwd-status=503"));
+    origin.fail();
+    let (status, _, body) = send(&svc, get("/sie")).await;
+    assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"kept"[..]));
+    // Past the window, the failure goes through.
+    tokio::time::advance(Duration::from_secs(120)).await;
+    origin.answer(503, &[], "down");
+    assert_eq!(
+        send(&svc, get("/sie")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn must_revalidate_is_never_served_stale() {
+    let origin = Origin::new(
+        200,
+        &[(
+            "cache-control",
+            "max-age=1, must-revalidate, stale-if-error=60, stale-while-revalidate=60",
+        )],
+        "strict",
+    );
+    let svc = cache().layer().layer(origin.clone());
+    send(&svc, get("/mr")).await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    origin.answer(503, &[], "down");
+    assert_eq!(
+        send(&svc, get("/mr")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn purges_by_url_and_surrogate_key_soft_and_hard() {
+    let origin = Origin::new(
+        200,
+        &[
+            ("cache-control", "max-age=60, stale-while-revalidate=60"),
+            ("surrogate-key", "a b"),
+        ],
+        "tagged",
+    );
+    let cache = cache();
+    let svc = cache.layer().layer(origin.clone());
+    send(&svc, get("/p")).await;
+    // Soft: stale now, so stale-while-revalidate answers at once and refreshes behind.
+    assert_eq!(
+        cache
+            .purge_surrogate_key("b", PurgeMode::Soft)
+            .await
+            .unwrap(),
+        1
+    );
+    let (_, headers, _) = send(&svc, get("/p")).await;
+    assert!(cache_status(&headers).contains("hit"), "{headers:?}");
+    settle().await;
+    assert_eq!(
+        origin.calls(),
+        2,
+        "the soft-purged response was revalidated"
+    );
+    // Hard: gone.
+    let url = "http://example.com/p".parse().unwrap();
+    assert_eq!(cache.purge_url(&url, PurgeMode::Hard).await.unwrap(), 1);
+    let (_, headers, _) = send(&svc, get("/p")).await;
+    assert!(
+        cache_status(&headers).contains("fwd=uri-miss"),
+        "{headers:?}"
+    );
+    assert_eq!(cache.purge_all(PurgeMode::Hard).await.unwrap(), 1);
+    assert_eq!(
+        cache
+            .purge_surrogate_key("nothing", PurgeMode::Hard)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_unsafe_method_invalidates_the_target() {
+    let origin = Origin::new(200, &[("cache-control", "max-age=60")], "v1");
+    let svc = cache().layer().layer(origin.clone());
+    send(&svc, get("/r")).await;
+    assert!(cache_status(&send(&svc, get("/r")).await.1).contains("hit"));
+    origin.answer(201, &[], "");
+    let post = Request::builder()
+        .method(Method::POST)
+        .uri("http://example.com/r")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&svc, post).await.0, StatusCode::CREATED);
+    origin.answer(200, &[("cache-control", "max-age=60")], "v2");
+    let (_, headers, body) = send(&svc, get("/r")).await;
+    assert_eq!(body.as_ref(), b"v2");
+    assert!(cache_status(&headers).contains("fwd=uri-miss"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_over_the_size_limit_streams_through_uncached() {
+    let origin = Origin::new(200, &[("cache-control", "max-age=60")], "0123456789abcdef");
+    let svc = cache().max_object_size(8).layer().layer(origin.clone());
+    for _ in 0..2 {
+        let (_, headers, body) = send(&svc, get("/big")).await;
+        assert_eq!(
+            body.as_ref(),
+            b"0123456789abcdef",
+            "whole, though not stored"
+        );
+        assert!(cache_status(&headers).contains("detail=too-large"));
+    }
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_if_cached_with_nothing_stored_is_504_problem_json() {
+    let origin = Origin::new(200, &[("cache-control", "max-age=60")], "x");
+    let svc = cache().layer().layer(origin.clone());
+    let request = Request::get("http://example.com/o")
+        .header("cache-control", "only-if-cached")
+        .body(Full::default())
+        .unwrap();
+    let (status, headers, _) = send(&svc, request).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(origin.calls(), 0);
+}
+
+/// A store whose backend is down: every operation fails.
+#[derive(Clone)]
+struct DownStore;
+
+impl Store for DownStore {
+    async fn get(&self, _: &str) -> Result<Vec<Arc<Entry>>, BackendError> {
+        Err(BackendError::Timeout(Duration::from_millis(50)))
+    }
+    async fn put(&self, _: &str, _: Arc<Entry>) -> Result<(), BackendError> {
+        Err(BackendError::Timeout(Duration::from_millis(50)))
+    }
+    async fn purge_key(&self, _: &str, _: PurgeMode, _: SystemTime) -> Result<usize, BackendError> {
+        Err(BackendError::Timeout(Duration::from_millis(50)))
+    }
+    async fn purge_surrogate_key(
+        &self,
+        _: &str,
+        _: PurgeMode,
+        _: SystemTime,
+    ) -> Result<usize, BackendError> {
+        Err(BackendError::Timeout(Duration::from_millis(50)))
+    }
+    async fn purge_all(&self, _: PurgeMode, _: SystemTime) -> Result<usize, BackendError> {
+        Err(BackendError::Timeout(Duration::from_millis(50)))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_makes_the_cache_a_pass_through() {
+    let origin = Origin::new(200, &[("cache-control", "max-age=60")], "through");
+    let cache = HttpCache::new(DownStore).clock(Clock::tokio());
+    let svc = cache.layer().layer(origin.clone());
+    for _ in 0..3 {
+        let (status, headers, body) = send(&svc, get("/d")).await;
+        assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"through"[..]));
+        assert!(cache_status(&headers).contains("detail=store-unavailable"));
+    }
+    assert_eq!(origin.calls(), 3);
+    assert_eq!(cache.stats().store_errors, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_is_served_from_the_stored_get_and_a_range_from_the_whole() {
+    let origin = Origin::new(200, &[("cache-control", "max-age=60")], "0123456789");
+    let svc = cache().layer().layer(origin.clone());
+    send(&svc, get("/h")).await;
+    let head = Request::head("http://example.com/h")
+        .body(Full::default())
+        .unwrap();
+    let (status, headers, body) = send(&svc, head).await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 0));
+    assert!(cache_status(&headers).contains("hit"));
+    let range = Request::get("http://example.com/h")
+        .header("range", "bytes=2-4")
+        .body(Full::default())
+        .unwrap();
+    let (status, headers, body) = send(&svc, range).await;
+    assert_eq!(
+        (status, body.as_ref()),
+        (StatusCode::PARTIAL_CONTENT, &b"234"[..])
+    );
+    assert_eq!(headers["content-range"], "bytes 2-4/10");
+    assert_eq!(origin.calls(), 1);
+}
