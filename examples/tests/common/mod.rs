@@ -15,34 +15,65 @@ use tokio::{
     process::{Child, Command},
 };
 
-/// One running `payments` process; killed on drop.
+/// One running example binary; killed on drop.
 pub struct Instance {
     pub base: String,
+    /// Every URL it announced (`<name> listening on …`, `<name> admin on …`), in order.
+    pub announced: Vec<String>,
     child: Child,
 }
 
+/// The variables that select the payments service's backends and limits: cleared, so a test
+/// runs only with what it sets.
+const PAYMENTS_ENV: [&str; 15] = [
+    "REDIS_URL",
+    "DATABASE_URL",
+    "PAYMENTS_CONFIG",
+    "PAYMENTS_RATE_CAPACITY",
+    "PAYMENTS_RATE_REFILL_PER_SEC",
+    "PAYMENTS_IP_RATE_CAPACITY",
+    "PAYMENTS_IP_RATE_REFILL_PER_SEC",
+    "PAYMENTS_IDEMPOTENCY_LEASE",
+    "PAYMENTS_REQUEST_BUDGET",
+    "PAYMENTS_TRUSTED_PROXIES",
+    "PAYMENTS_CLIENT_IP_HEADER",
+    "PAYMENTS_API_KEYS",
+    "PAYMENTS_HEADER_TIMEOUT",
+    "PAYMENTS_BODY_TIMEOUT",
+    "PAYMENTS_MAX_CONNECTIONS",
+];
+
 impl Instance {
-    /// Starts the binary with `env` (and nothing inherited that selects backends) and waits
-    /// until it listens.
+    /// Starts the payments binary with `env` (and nothing inherited that selects backends)
+    /// and waits until it listens.
     pub async fn start(env: &[(&str, String)]) -> Instance {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_payments"));
+        let mut env = env.to_vec();
+        if !env.iter().any(|(k, _)| *k == "PAYMENTS_ADDR") {
+            env.push(("PAYMENTS_ADDR", "127.0.0.1:0".into()));
+        }
+        Self::spawn(
+            env!("CARGO_BIN_EXE_payments"),
+            &["payments listening on "],
+            &PAYMENTS_ENV,
+            &env,
+        )
+        .await
+    }
+
+    /// Starts `binary` with `env` (`cleared` removed from what it inherits) and waits until
+    /// it has printed a line starting with each of `announcements`, in order; the first is
+    /// its base URL.
+    pub async fn spawn(
+        binary: &str,
+        announcements: &[&str],
+        cleared: &[&str],
+        env: &[(&str, String)],
+    ) -> Instance {
+        let mut command = Command::new(binary);
+        for name in cleared {
+            command.env_remove(name);
+        }
         command
-            .env_remove("REDIS_URL")
-            .env_remove("DATABASE_URL")
-            .env_remove("PAYMENTS_CONFIG")
-            .env_remove("PAYMENTS_RATE_CAPACITY")
-            .env_remove("PAYMENTS_RATE_REFILL_PER_SEC")
-            .env_remove("PAYMENTS_IP_RATE_CAPACITY")
-            .env_remove("PAYMENTS_IP_RATE_REFILL_PER_SEC")
-            .env_remove("PAYMENTS_IDEMPOTENCY_LEASE")
-            .env_remove("PAYMENTS_REQUEST_BUDGET")
-            .env_remove("PAYMENTS_TRUSTED_PROXIES")
-            .env_remove("PAYMENTS_CLIENT_IP_HEADER")
-            .env_remove("PAYMENTS_API_KEYS")
-            .env_remove("PAYMENTS_HEADER_TIMEOUT")
-            .env_remove("PAYMENTS_BODY_TIMEOUT")
-            .env_remove("PAYMENTS_MAX_CONNECTIONS")
-            .env("PAYMENTS_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -50,22 +81,32 @@ impl Instance {
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("start the payments binary");
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {binary}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let base = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if let Some(url) = line.strip_prefix("payments listening on ") {
-                    return url.to_owned();
+        let announced = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut announced = Vec::new();
+            while announced.len() < announcements.len() {
+                let Some(line) = lines.next_line().await.expect("read stdout") else {
+                    panic!("{binary} exited before announcing {announcements:?}");
+                };
+                if let Some(url) = line.strip_prefix(announcements[announced.len()]) {
+                    announced.push(url.to_owned());
                 }
             }
-            panic!("payments exited before listening");
+            announced
         })
         .await
-        .expect("payments listens within 20 s");
+        .unwrap_or_else(|_| panic!("{binary} announces {announcements:?} within 20 s"));
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Instance { base, child }
+        Instance {
+            base: announced[0].clone(),
+            announced,
+            child,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
