@@ -84,7 +84,8 @@ async fn start_origin() -> (String, Origin) {
     (format!("http://{addr}"), origin)
 }
 
-const EDGE_ENV: [&str; 6] = [
+const EDGE_ENV: [&str; 7] = [
+    "EDGE_REDIS_PREFIX",
     "EDGE_UPSTREAM",
     "EDGE_ADDR",
     "EDGE_ADMIN_ADDR",
@@ -94,15 +95,21 @@ const EDGE_ENV: [&str; 6] = [
 ];
 
 async fn proxy(upstream: &str) -> Instance {
+    proxy_with(upstream, &[]).await
+}
+
+async fn proxy_with(upstream: &str, extra: &[(&str, String)]) -> Instance {
+    let mut env = vec![
+        ("EDGE_UPSTREAM", upstream.to_owned()),
+        ("EDGE_ADDR", "127.0.0.1:0".into()),
+        ("EDGE_ADMIN_ADDR", "127.0.0.1:0".into()),
+    ];
+    env.extend(extra.iter().cloned());
     Instance::spawn(
         env!("CARGO_BIN_EXE_edge-proxy"),
         &["edge-proxy listening on ", "edge-proxy admin on "],
         &EDGE_ENV,
-        &[
-            ("EDGE_UPSTREAM", upstream.to_owned()),
-            ("EDGE_ADDR", "127.0.0.1:0".into()),
-            ("EDGE_ADMIN_ADDR", "127.0.0.1:0".into()),
-        ],
+        &env,
     )
     .await
 }
@@ -197,6 +204,57 @@ async fn a_hundred_concurrent_misses_make_one_origin_request() {
         assert_eq!(call.await.unwrap().status, StatusCode::OK);
     }
     assert_eq!(origin.hits.load(Ordering::SeqCst), 1);
+}
+
+/// Three instances on one Redis: one origin request for 100 concurrent misses spread across
+/// them, and a purge on one seen by the others when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_redis_share_storage_coalescing_and_purges() {
+    let redis = palisade_testkit::TestRedis::connect().await;
+    let (upstream, origin) = start_origin().await;
+    let shared = [
+        ("REDIS_URL", palisade_testkit::redis_url()),
+        ("EDGE_REDIS_PREFIX", redis.prefix.clone()),
+    ];
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        fleet.push(proxy_with(&upstream, &shared).await);
+    }
+    // Behind a load balancer every instance sees the same Host: the cache key is the URI.
+    let host = [("host", "shop.example")];
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let url = fleet[i % 3].url("/slow");
+            tokio::spawn(async move { send(Method::GET, &url, &host, "").await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().status, StatusCode::OK);
+    }
+    assert_eq!(
+        origin.hits.load(Ordering::SeqCst),
+        1,
+        "one origin request for the fleet"
+    );
+    for instance in &fleet {
+        let hit = send(Method::GET, &instance.url("/slow"), &host, "").await;
+        assert!(cache_status(&hit).contains("hit"), "{}", cache_status(&hit));
+    }
+    // Purged on the first instance: the others miss at once.
+    let purge = r#"{"surrogate_key": "products"}"#;
+    let purged = send(Method::POST, &admin(&fleet[0], "/purge"), &[], purge).await;
+    assert_eq!(purged.status, StatusCode::OK);
+    let stats = send(Method::GET, &admin(&fleet[1], "/stats"), &[], "")
+        .await
+        .json();
+    assert_eq!(stats["store"]["kind"], "redis");
+    let after = send(Method::GET, &fleet[2].url("/slow"), &host, "").await;
+    assert!(
+        cache_status(&after).contains("fwd=uri-miss"),
+        "{}",
+        cache_status(&after)
+    );
+    assert_eq!(origin.hits.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

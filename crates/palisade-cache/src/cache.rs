@@ -156,8 +156,13 @@ impl<St: Store> HttpCache<St> {
     }
 
     /// Purges the responses stored for `url` (absolute, as clients request it:
-    /// `http://host/path?query`); how many were purged.
-    pub async fn purge_url(&self, url: &Uri, mode: PurgeMode) -> Result<usize, BackendError> {
+    /// `http://host/path?query`); how many were purged, when the store knows. Every purge is
+    /// visible to every instance sharing the store when it returns.
+    pub async fn purge_url(
+        &self,
+        url: &Uri,
+        mode: PurgeMode,
+    ) -> Result<Option<usize>, BackendError> {
         let key = primary_key(url, None);
         let now = self.inner.config.clock.now();
         self.inner.stats.record(Event::Purge);
@@ -169,7 +174,7 @@ impl<St: Store> HttpCache<St> {
         &self,
         surrogate_key: &str,
         mode: PurgeMode,
-    ) -> Result<usize, BackendError> {
+    ) -> Result<Option<usize>, BackendError> {
         let now = self.inner.config.clock.now();
         self.inner.stats.record(Event::Purge);
         self.inner
@@ -179,7 +184,7 @@ impl<St: Store> HttpCache<St> {
     }
 
     /// Purges everything.
-    pub async fn purge_all(&self, mode: PurgeMode) -> Result<usize, BackendError> {
+    pub async fn purge_all(&self, mode: PurgeMode) -> Result<Option<usize>, BackendError> {
         let now = self.inner.config.clock.now();
         self.inner.stats.record(Event::Purge);
         self.inner.store.purge_all(mode, now).await

@@ -1,161 +1,26 @@
 //! `CacheLayer` end to end over a scripted origin, under paused time: coalescing, stale
 //! windows, revalidation, purge, invalidation, bounds and a failing store.
 
+mod common;
+
 use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use palisade_cache::{Caching, Clock, Entry, HttpCache, MemoryStore, PurgeMode, Store};
+use common::{Origin, cache_status, get, send, settle};
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use palisade_cache::{
+    Clock, Entry, HttpCache, MemoryStore, PurgeMode, Store, policy::PolicyConfig,
+};
 use palisade_core::BackendError;
-use tokio::sync::Semaphore;
-use tower::{Layer, ServiceExt};
-
-/// What the origin answers next, and what it saw.
-#[derive(Default)]
-struct Script {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: &'static str,
-    /// Answer `Err` instead (a transport failure).
-    fail: bool,
-    seen: Vec<HeaderMap>,
-}
-
-#[derive(Clone)]
-struct Origin {
-    script: Arc<Mutex<Script>>,
-    calls: Arc<AtomicUsize>,
-    /// When set, every call waits for a permit first.
-    gate: Option<Arc<Semaphore>>,
-}
-
-impl Origin {
-    fn new(status: u16, headers: &[(&'static str, &str)], body: &'static str) -> Self {
-        let origin = Origin {
-            script: Arc::default(),
-            calls: Arc::default(),
-            gate: None,
-        };
-        origin.answer(status, headers, body);
-        origin
-    }
-
-    fn answer(&self, status: u16, headers: &[(&'static str, &str)], body: &'static str) {
-        let mut script = self.script.lock().unwrap();
-        script.status = status;
-        script.headers = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        script.body = body;
-        script.fail = false;
-    }
-
-    fn fail(&self) {
-        self.script.lock().unwrap().fail = true;
-    }
-
-    fn gated(mut self) -> (Self, Arc<Semaphore>) {
-        let gate = Arc::new(Semaphore::new(0));
-        self.gate = Some(gate.clone());
-        (self, gate)
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    fn last_seen(&self) -> HeaderMap {
-        self.script.lock().unwrap().seen.last().cloned().unwrap()
-    }
-}
-
-#[derive(Debug)]
-struct OriginDown;
-
-impl std::fmt::Display for OriginDown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("origin down")
-    }
-}
-
-impl std::error::Error for OriginDown {}
-
-impl tower::Service<Request<Full<Bytes>>> for Origin {
-    type Response = Response<Full<Bytes>>;
-    type Error = OriginDown;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response<Full<Bytes>>, OriginDown>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), OriginDown>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
-        let origin = self.clone();
-        Box::pin(async move {
-            origin.calls.fetch_add(1, Ordering::SeqCst);
-            if let Some(gate) = &origin.gate {
-                gate.acquire().await.unwrap().forget();
-            }
-            let mut script = origin.script.lock().unwrap();
-            script.seen.push(request.headers().clone());
-            if script.fail {
-                return Err(OriginDown);
-            }
-            let mut response = Response::new(Full::new(Bytes::from_static(script.body.as_bytes())));
-            *response.status_mut() = StatusCode::from_u16(script.status).unwrap();
-            for (k, v) in &script.headers {
-                response.headers_mut().append(*k, v.parse().unwrap());
-            }
-            if !response.headers().contains_key("date") {
-                let now = httpdate::fmt_http_date(SystemTime::now());
-                response.headers_mut().insert("date", now.parse().unwrap());
-            }
-            Ok(response)
-        })
-    }
-}
+use tower::Layer;
 
 fn cache() -> HttpCache<MemoryStore> {
     HttpCache::new(MemoryStore::new(1 << 20))
         .name("t")
         .clock(Clock::tokio())
-}
-
-fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(format!("http://example.com{path}"))
-        .body(Full::default())
-        .unwrap()
-}
-
-async fn send<St: Store>(
-    svc: &Caching<Origin, St>,
-    request: Request<Full<Bytes>>,
-) -> (StatusCode, HeaderMap, Bytes) {
-    let response = svc.clone().oneshot(request).await.expect("no origin error");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    (parts.status, parts.headers, body)
-}
-
-fn cache_status(headers: &HeaderMap) -> String {
-    headers["cache-status"].to_str().unwrap().to_owned()
-}
-
-/// Lets every spawned task run until it blocks (paused time: no timer fires meanwhile).
-async fn settle() {
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -338,7 +203,7 @@ async fn purges_by_url_and_surrogate_key_soft_and_hard() {
             .purge_surrogate_key("b", PurgeMode::Soft)
             .await
             .unwrap(),
-        1
+        Some(1)
     );
     let (_, headers, _) = send(&svc, get("/p")).await;
     assert!(cache_status(&headers).contains("hit"), "{headers:?}");
@@ -350,19 +215,22 @@ async fn purges_by_url_and_surrogate_key_soft_and_hard() {
     );
     // Hard: gone.
     let url = "http://example.com/p".parse().unwrap();
-    assert_eq!(cache.purge_url(&url, PurgeMode::Hard).await.unwrap(), 1);
+    assert_eq!(
+        cache.purge_url(&url, PurgeMode::Hard).await.unwrap(),
+        Some(1)
+    );
     let (_, headers, _) = send(&svc, get("/p")).await;
     assert!(
         cache_status(&headers).contains("fwd=uri-miss"),
         "{headers:?}"
     );
-    assert_eq!(cache.purge_all(PurgeMode::Hard).await.unwrap(), 1);
+    assert_eq!(cache.purge_all(PurgeMode::Hard).await.unwrap(), Some(1));
     assert_eq!(
         cache
             .purge_surrogate_key("nothing", PurgeMode::Hard)
             .await
             .unwrap(),
-        0
+        Some(0)
     );
 }
 
@@ -420,13 +288,18 @@ async fn only_if_cached_with_nothing_stored_is_504_problem_json() {
 struct DownStore;
 
 impl Store for DownStore {
-    async fn get(&self, _: &str) -> Result<Vec<Arc<Entry>>, BackendError> {
+    async fn get(&self, _: &str, _: &PolicyConfig) -> Result<Vec<Arc<Entry>>, BackendError> {
         Err(BackendError::Timeout(Duration::from_millis(50)))
     }
     async fn put(&self, _: &str, _: Arc<Entry>) -> Result<(), BackendError> {
         Err(BackendError::Timeout(Duration::from_millis(50)))
     }
-    async fn purge_key(&self, _: &str, _: PurgeMode, _: SystemTime) -> Result<usize, BackendError> {
+    async fn purge_key(
+        &self,
+        _: &str,
+        _: PurgeMode,
+        _: SystemTime,
+    ) -> Result<Option<usize>, BackendError> {
         Err(BackendError::Timeout(Duration::from_millis(50)))
     }
     async fn purge_surrogate_key(
@@ -434,10 +307,10 @@ impl Store for DownStore {
         _: &str,
         _: PurgeMode,
         _: SystemTime,
-    ) -> Result<usize, BackendError> {
+    ) -> Result<Option<usize>, BackendError> {
         Err(BackendError::Timeout(Duration::from_millis(50)))
     }
-    async fn purge_all(&self, _: PurgeMode, _: SystemTime) -> Result<usize, BackendError> {
+    async fn purge_all(&self, _: PurgeMode, _: SystemTime) -> Result<Option<usize>, BackendError> {
         Err(BackendError::Timeout(Duration::from_millis(50)))
     }
 }

@@ -8,7 +8,12 @@ use axum::{
     routing::{get, post},
 };
 use http::{HeaderValue, StatusCode, Uri, header};
-use palisade::cache::{HttpCache, MemoryStore, PurgeMode};
+use palisade::{
+    Either,
+    cache::{HttpCache, PurgeMode},
+};
+
+use crate::EdgeStore;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -24,7 +29,7 @@ struct Purge {
 }
 
 /// The admin routes over `cache`.
-pub fn router(cache: HttpCache<MemoryStore>) -> Router {
+pub fn router(cache: HttpCache<EdgeStore>) -> Router {
     Router::new()
         .route("/purge", post(purge))
         .route("/stats", get(stats))
@@ -50,7 +55,7 @@ fn problem(status: StatusCode, detail: &str) -> Response {
         .into_response()
 }
 
-async fn purge(State(cache): State<HttpCache<MemoryStore>>, body: Bytes) -> Response {
+async fn purge(State(cache): State<HttpCache<EdgeStore>>, body: Bytes) -> Response {
     let request: Purge = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
@@ -97,13 +102,14 @@ async fn purge(State(cache): State<HttpCache<MemoryStore>>, body: Bytes) -> Resp
     }
 }
 
-async fn stats(State(cache): State<HttpCache<MemoryStore>>) -> Response {
-    let store = cache.store();
-    axum::Json(json!({
-        "cache": cache.stats(),
-        "store": { "uris": store.len(), "bytes": store.bytes() },
-    }))
-    .into_response()
+async fn stats(State(cache): State<HttpCache<EdgeStore>>) -> Response {
+    let store = match cache.store() {
+        Either::Left(memory) => {
+            json!({ "kind": "memory", "uris": memory.len(), "bytes": memory.bytes() })
+        }
+        Either::Right(_) => json!({ "kind": "redis" }),
+    };
+    axum::Json(json!({ "cache": cache.stats(), "store": store })).into_response()
 }
 
 async fn health() -> Response {

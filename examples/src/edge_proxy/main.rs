@@ -13,7 +13,8 @@
 //! | `EDGE_ADMIN_ADDR` | `127.0.0.1:8081` | the admin port: `POST /purge`, `GET /stats`, `GET /health` |
 //! | `EDGE_CACHE_MAX_BYTES` | 268435456 (256 MiB) | the memory store's bound |
 //! | `EDGE_UPSTREAM_TIMEOUT` | `30s` | the longest one origin exchange may take (then 504) |
-//! | `REDIS_URL` | (none) | a shared store for a fleet — not implemented yet: logged, and ignored |
+//! | `REDIS_URL` | (none) | store on Redis, shared by every instance: storage, purges and request coalescing fleet-wide |
+//! | `EDGE_REDIS_PREFIX` | `palisade-edge` | the Redis key prefix (one fleet per prefix) |
 
 mod admin;
 mod origin;
@@ -22,11 +23,17 @@ use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use axum::{Router, body::Body};
 use http::{Request, Uri};
-use palisade::cache::{HttpCache, MemoryStore};
+use palisade::{
+    Either,
+    cache::{HttpCache, MemoryStore, store::RedisStore},
+};
 use palisade_examples::serve::{ServeLimits, serve};
 use tower::{Layer, ServiceExt};
 
 use origin::Origin;
+
+/// Memory for one instance, Redis for a fleet.
+pub type EdgeStore = Either<MemoryStore, RedisStore<fred::clients::Client>>;
 
 /// What the environment configures.
 struct Settings {
@@ -36,6 +43,7 @@ struct Settings {
     max_bytes: u64,
     upstream_timeout: Duration,
     redis_url: Option<String>,
+    redis_prefix: String,
 }
 
 fn settings() -> Result<Settings, String> {
@@ -77,6 +85,7 @@ fn settings() -> Result<Settings, String> {
         max_bytes,
         upstream_timeout,
         redis_url: var("REDIS_URL"),
+        redis_prefix: var("EDGE_REDIS_PREFIX").unwrap_or_else(|| "palisade-edge".to_owned()),
     })
 }
 
@@ -95,13 +104,15 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    if settings.redis_url.is_some() {
-        tracing::warn!(
-            "REDIS_URL is set, but the Redis cache store (fleet-wide storage, coalescing and \
-             purge) is not implemented yet: this instance caches in its own memory"
-        );
-    }
-    let cache = HttpCache::new(MemoryStore::new(settings.max_bytes)).name("palisade-edge");
+    let store: EdgeStore = match &settings.redis_url {
+        None => Either::Left(MemoryStore::new(settings.max_bytes)),
+        Some(url) => {
+            let client = palisade_examples::redis::connect(url, "edge-proxy").await;
+            tracing::info!(redis = %url, prefix = %settings.redis_prefix, "cache on Redis, shared by the fleet");
+            Either::Right(RedisStore::new(client).with_prefix(&settings.redis_prefix))
+        }
+    };
+    let cache = HttpCache::new(store).name("palisade-edge");
     let proxy = cache.layer().layer(Origin::new(
         settings.upstream.clone(),
         settings.upstream_timeout,

@@ -23,13 +23,6 @@ mod upstream;
 
 use std::time::Duration;
 
-use fred::{
-    interfaces::ClientLike,
-    types::{
-        Builder,
-        config::{Config, ReconnectPolicy},
-    },
-};
 use palisade::{
     Either,
     idempotency::{
@@ -121,7 +114,7 @@ async fn backends(settings: &Settings) -> Backends<RateLimits, Idempotency, Lock
             ledger: Either::Left(MemoryLedger::default()),
         };
     };
-    let client = connect_redis(redis_url).await;
+    let client = palisade_examples::redis::connect(redis_url, "payments").await;
     let prefix = settings.redis_prefix.clone();
     let redis_idempotency = RedisIdempotency::new(client.clone()).with_prefix(&prefix);
     let idempotency = match &settings.database_url {
@@ -160,36 +153,4 @@ async fn backends(settings: &Settings) -> Backends<RateLimits, Idempotency, Lock
             settings.payments.idempotency_retention,
         )),
     }
-}
-
-/// A client that reconnects on its own (every 100 ms) and never waits long for an answer: the
-/// layers' own timeouts decide, and Redis returning is picked up without a restart.
-async fn connect_redis(url: &str) -> fred::clients::Client {
-    let mut config = Config::from_url(url).unwrap_or_else(|e| {
-        eprintln!("payments: REDIS_URL={url}: {e}");
-        std::process::exit(2);
-    });
-    // Retry the first connection too: an instance started while Redis is down answers 503
-    // (fail closed) and recovers when Redis comes up, without a restart.
-    config.fail_fast = false;
-    let client = Builder::from_config(config)
-        .with_connection_config(|c| {
-            c.connection_timeout = Duration::from_millis(500);
-            c.internal_command_timeout = Duration::from_millis(500);
-            c.max_command_attempts = 1;
-        })
-        .set_policy(ReconnectPolicy::new_constant(0, 100))
-        .build()
-        .unwrap_or_else(|e| {
-            eprintln!("payments: REDIS_URL={url}: {e}");
-            std::process::exit(2);
-        });
-    match tokio::time::timeout(Duration::from_secs(5), client.init()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "Redis unreachable at start; retrying in the background")
-        }
-        Err(_) => tracing::warn!("Redis did not answer within 5 s; retrying in the background"),
-    }
-    client
 }

@@ -6,7 +6,7 @@ use palisade_core::BackendError;
 use quick_cache::{Weighter, sync::Cache};
 
 use super::{PurgeMode, Store, with_variant};
-use crate::Entry;
+use crate::{Entry, policy::PolicyConfig};
 
 type Variants = Arc<[Arc<Entry>]>;
 
@@ -119,7 +119,7 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl Store for MemoryStore {
-    async fn get(&self, key: &str) -> Result<Vec<Arc<Entry>>, BackendError> {
+    async fn get(&self, key: &str, _: &PolicyConfig) -> Result<Vec<Arc<Entry>>, BackendError> {
         Ok(self.cache.get(key).map(|v| v.to_vec()).unwrap_or_default())
     }
 
@@ -135,8 +135,8 @@ impl Store for MemoryStore {
         key: &str,
         mode: PurgeMode,
         now: SystemTime,
-    ) -> Result<usize, BackendError> {
-        Ok(self.purge_variants(key, mode, now, &|_| true))
+    ) -> Result<Option<usize>, BackendError> {
+        Ok(Some(self.purge_variants(key, mode, now, &|_| true)))
     }
 
     async fn purge_surrogate_key(
@@ -144,13 +144,17 @@ impl Store for MemoryStore {
         surrogate_key: &str,
         mode: PurgeMode,
         now: SystemTime,
-    ) -> Result<usize, BackendError> {
-        Ok(self.purge_where(mode, now, |e| {
+    ) -> Result<Option<usize>, BackendError> {
+        Ok(Some(self.purge_where(mode, now, |e| {
             e.surrogate_keys().iter().any(|k| k == surrogate_key)
-        }))
+        })))
     }
 
-    async fn purge_all(&self, mode: PurgeMode, now: SystemTime) -> Result<usize, BackendError> {
-        Ok(self.purge_where(mode, now, |_| true))
+    async fn purge_all(
+        &self,
+        mode: PurgeMode,
+        now: SystemTime,
+    ) -> Result<Option<usize>, BackendError> {
+        Ok(Some(self.purge_where(mode, now, |_| true)))
     }
 }

@@ -2,7 +2,7 @@
 
 use std::{fmt, time::Duration};
 
-use super::{Arg, FromReply, RedisClient, RedisScript};
+use super::{Arg, CallError, FromReply, RedisClient, RedisScript};
 use crate::{backend::BackendError, key::Key, redis_key::RedisKeyBuilder};
 
 /// The default bound on a **decision** on the request path (a rate-limit check, a fleet
@@ -106,6 +106,23 @@ impl<C: RedisClient> RedisBackend<C> {
         args: &[Arg],
     ) -> Result<R, BackendError> {
         script.invoke(&self.client, keys, args, self.timeout).await
+    }
+
+    /// Runs one plain command (`name args…`, routed by its first argument on a cluster)
+    /// within the backend's timeout.
+    pub async fn command<R: FromReply>(
+        &self,
+        name: &'static str,
+        args: &[Arg],
+    ) -> Result<R, BackendError> {
+        match tokio::time::timeout(self.timeout, self.client.command(name, args)).await {
+            Ok(Ok(reply)) => R::from_reply(reply),
+            Ok(Err(CallError::Backend(error))) => Err(error),
+            Ok(Err(CallError::NoScript)) => {
+                Err(BackendError::Protocol(format!("{name} answered NOSCRIPT")))
+            }
+            Err(_) => Err(BackendError::Timeout(self.timeout)),
+        }
     }
 
     /// Runs `script` within `timeout` (a compensation's longer deadline, or what is left of a
