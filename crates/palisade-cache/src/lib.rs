@@ -54,6 +54,9 @@
 //! - **Purge** by URL, by surrogate key (`Surrogate-Key`), or all; hard (delete) or soft
 //!   (mark stale, so stale-while-revalidate and stale-if-error still apply).
 //! - A store that fails makes the layer a pass-through for that request, never an error.
+//! - **The origin side**: [`CdnHeadersLayer`] stamps per-route [`CdnPolicy`]s (from code or
+//!   TOML) — `Cache-Control`, `CDN-Cache-Control`, `Surrogate-Key`, `Vary` — on a service's own
+//!   responses, for the caches in front of it.
 //!
 //! The rules live in [`policy`], pure functions with no tokio, clock or I/O.
 //!
@@ -67,7 +70,8 @@
 //! | `flow.rs` | one request: lookup, serve, revalidate, coalesce, forward, store |
 //! | `serve.rs` | responses built from stored entries; `Cache-Status` |
 //! | `entry.rs` | [`Entry`], a stored response |
-//! | `store/` | the [`Store`] trait and [`MemoryStore`] |
+//! | `store/` | the [`Store`] trait, [`MemoryStore`], `RedisStore` (feature `redis`) with its codec and scripts (`scripts/*.lua`), `Either` |
+//! | `cdn/` | the origin side: [`CdnPolicy`] and [`CdnHeadersLayer`] |
 //! | `coalesce.rs` | in-process request coalescing |
 //! | `clock.rs`, `stats.rs` | [`Clock`], [`CacheStats`] |
 //!
@@ -79,6 +83,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+mod cdn;
 mod clock;
 mod coalesce;
 mod entry;
@@ -91,6 +96,7 @@ mod stats;
 pub mod store;
 
 pub use cache::{DEFAULT_MAX_OBJECT_BYTES, HttpCache};
+pub use cdn::{CdnFuture, CdnHeaders, CdnHeadersLayer, CdnPolicy, CdnPolicyError, WithCdnHeaders};
 pub use clock::Clock;
 pub use entry::Entry;
 pub use layer::CacheLayer;
