@@ -124,6 +124,20 @@ pub fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
 }
 
 #[cfg(test)]
+pub(crate) mod test_support {
+    use http::{HeaderMap, HeaderValue};
+
+    /// A header map from literal pairs (repeated names append).
+    pub(crate) fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

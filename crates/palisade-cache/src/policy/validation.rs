@@ -137,13 +137,7 @@ fn split_etags(list: &[u8]) -> Vec<&[u8]> {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
+    use crate::policy::test_support::header_map as map;
 
     #[test]
     fn conditional_from_validators() {

@@ -94,13 +94,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
+    use crate::policy::test_support::header_map as map;
 
     #[test]
     fn selects_by_normalised_values() {
