@@ -92,7 +92,6 @@ fn normalised(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     use crate::policy::test_support::header_map as map;
 
