@@ -2,12 +2,13 @@
 # Load runs for BENCHMARKS.md: loopback only, bounded in time.
 #   crates/palisade-bench/run-load.sh redis   # RedisStore vs redis-benchmark, same script
 #   crates/palisade-bench/run-load.sh http    # axum: bare vs palisade vs tower_governor (wrk)
+#   crates/palisade-bench/run-load.sh cache   # cached hits: edge-proxy vs nginx proxy_cache (wrk)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -q -p palisade-bench --bins
 bin=target/release
 
 redis_runs() {
+    cargo build --release -q -p palisade-bench --bins
     local script=crates/palisade-ratelimit/src/scripts/check.lua
     local sha
     sha=$(redis-cli -h 127.0.0.1 SCRIPT LOAD "$(cat "$script")")
@@ -29,6 +30,7 @@ redis_runs() {
 }
 
 http_runs() {
+    cargo build --release -q -p palisade-bench --bins
     command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
     local rounds=${ROUNDS:-3}
     for round in $(seq 1 "$rounds"); do
@@ -52,8 +54,42 @@ http_runs() {
     done
 }
 
+cache_runs() {
+    command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
+    command -v nginx >/dev/null || { echo "nginx missing: apt-get install nginx-light" >&2; exit 1; }
+    cargo build --release -q -p palisade-examples --bin edge-proxy
+    local conf=crates/palisade-bench/cache objects=/tmp/palisade-bench-objects
+    mkdir -p "$objects" /tmp/palisade-bench-nginx-cache
+    head -c 1024 /dev/urandom > "$objects/1k"
+    head -c 102400 /dev/urandom > "$objects/100k"
+    # Daemons must not hold this script's stdout open (a pipe reader would wait forever).
+    nginx -c "$PWD/$conf/origin.conf" > /dev/null 2>&1 < /dev/null
+    EDGE_UPSTREAM=http://127.0.0.1:3201 EDGE_ADDR=127.0.0.1:3202 EDGE_ADMIN_ADDR=127.0.0.1:3204 \
+        RUST_LOG=error target/release/edge-proxy > /dev/null 2>&1 < /dev/null &
+    EDGE_PID=$!
+    nginx -c "$PWD/$conf/nginx-cache.conf" > /dev/null 2>&1 < /dev/null
+    CONF_DIR="$PWD/$conf"
+    trap 'kill $EDGE_PID 2>/dev/null; nginx -c "$CONF_DIR/nginx-cache.conf" -s stop 2>/dev/null; nginx -c "$CONF_DIR/origin.conf" -s stop 2>/dev/null' EXIT
+    sleep 1
+    for port in 3202 3203; do for object in 1k 100k; do
+        curl -s -o /dev/null "http://127.0.0.1:$port/$object"   # store it
+    done; done
+    local rounds=${ROUNDS:-3} seconds=${SECONDS_PER_RUN:-8}
+    for round in $(seq 1 "$rounds"); do
+        for object in 1k 100k; do
+            for port in 3202 3203; do
+                local name; name=$([ $port = 3202 ] && echo edge-proxy || echo nginx)
+                local rps
+                rps=$(wrk -t1 -c64 -d"${seconds}s" "http://127.0.0.1:$port/$object" | awk '/Requests\/sec/ {print $2}')
+                echo "round=$round object=$object server=$name req_per_sec=$rps"
+            done
+        done
+    done
+}
+
 case "${1:-all}" in
     redis) redis_runs ;;
     http) http_runs ;;
-    all) redis_runs; http_runs ;;
+    cache) cache_runs ;;
+    all) redis_runs; http_runs; cache_runs ;;
 esac

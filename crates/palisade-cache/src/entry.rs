@@ -98,7 +98,17 @@ impl Entry {
         config: &PolicyConfig,
     ) -> Entry {
         let mut headers = self.headers.clone();
+        // The stored `Age` described the old response; the 304 is the new one (its own `Age`,
+        // if any, is merged below).
+        headers.remove(http::header::AGE);
         policy::validation::freshen(&mut headers, update);
+        if !update.contains_key(http::header::DATE) {
+            // A recipient records when a message without `Date` arrived (RFC 9110 §6.6.1):
+            // otherwise the old `Date` would make the freshened response look old.
+            if let Ok(date) = http::HeaderValue::from_str(&httpdate::fmt_http_date(response_time)) {
+                headers.insert(http::header::DATE, date);
+            }
+        }
         Entry::new(
             self.status,
             headers,

@@ -20,7 +20,7 @@ use crate::{
         invalidation::{invalidated_uris, invalidates, same_origin_reference},
         primary_key, response_policy,
         reuse::{Reuse, RevalidateWhy, decide},
-        storable::{NotStorable, storable},
+        storable::{NotStorable, is_conditional, storable},
         validation::{has_validator, make_conditional, validates},
         vary::Selection,
     },
@@ -54,8 +54,21 @@ where
 {
     let shared = &cache.inner;
     let name = shared.config.name.as_str();
-    let key = primary_key(request.uri(), request.headers().get(header::HOST));
     let method = request.method().clone();
+    // A target with no host of its own and no valid `Host`: the cache cannot tell whose
+    // resource it is, so it stays out of the way.
+    if request.uri().authority().is_none() && !valid_host(request.headers().get(header::HOST)) {
+        shared.stats.record(Event::Bypassed);
+        let response = inner.call(request).await?;
+        let status = CacheStatus {
+            fwd: Some(Forward::Bypass),
+            fwd_status: Some(response.status().as_u16()),
+            detail: Some("no-host"),
+            ..Default::default()
+        };
+        return Ok(mark(response.map(PrefixedBody::streamed), name, &status));
+    }
+    let key = primary_key(request.uri(), request.headers().get(header::HOST));
     if method != Method::GET && method != Method::HEAD {
         return forward_unsafe(&cache, inner, request, &key).await;
     }
@@ -115,6 +128,12 @@ where
     }
 }
 
+/// Whether `Host` names an authority (`host[:port]`, nothing else).
+fn valid_host(host: Option<&http::HeaderValue>) -> bool {
+    host.and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+        .is_some_and(|a| !a.as_str().contains('@'))
+}
+
 /// Nothing usable stored: one request per key goes to the origin; the others wait for it and
 /// look again (served if it stored a response they can use, else they go themselves).
 async fn miss<S, St, ReqB, ResB>(
@@ -132,7 +151,9 @@ where
 {
     let shared = &cache.inner;
     let mut collapsed = false;
-    let flight = if asked.method == Method::GET {
+    // Only plain requests lead or follow: the answer to a ranged or conditional one is not
+    // the resource's.
+    let flight = if asked.method == Method::GET && !is_conditional(&asked.headers) {
         match shared.flights.join(&asked.key) {
             Joined::Leader(flight) => Some(flight),
             Joined::Follower(done) => {
@@ -400,7 +421,7 @@ async fn freshen<St: Store, B>(
     };
     let response = from_entry(&fresh, &asked.method, &asked.headers, decision.age, true);
     match shared.store.put(&asked.key, Arc::new(fresh)).await {
-        Ok(()) => status.stored = true,
+        Ok(stored) => status.stored = stored,
         Err(error) => store_failed(cache, &error, &mut status),
     }
     mark(response, &shared.config.name, &status)
@@ -467,12 +488,24 @@ where
                 &config.policy,
             );
             status.ttl = Some(decide(&entry.view(), &RequestDirectives::default(), received).ttl);
-            match shared.store.put(&asked.key, Arc::new(entry)).await {
-                Ok(()) => {
-                    shared.stats.record(Event::Stored);
-                    status.stored = true;
+            if entry.view().lifetime.is_zero() && !has_validator(entry.headers()) {
+                // No freshness and nothing to revalidate with: stored, it could only ever be
+                // served to a request accepting any staleness (`max-stale`) — someone else's
+                // page, typically.
+                shared.stats.record(Event::NotStored);
+                status.detail = Some(NotStorable::NotReusable.label());
+            } else {
+                match shared.store.put(&asked.key, Arc::new(entry)).await {
+                    Ok(true) => {
+                        shared.stats.record(Event::Stored);
+                        status.stored = true;
+                    }
+                    Ok(false) => {
+                        shared.stats.record(Event::NotStored);
+                        status.detail = Some("too-large-for-store");
+                    }
+                    Err(error) => store_failed(cache, &error, &mut status),
                 }
-                Err(error) => store_failed(cache, &error, &mut status),
             }
             PrefixedBody::whole(data, trailers)
         }
@@ -515,7 +548,14 @@ fn revalidate_in_background<S, St, ReqB, ResB>(
     if conditional {
         make_conditional(&mut headers, entry.headers());
     } else {
-        for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE] {
+        for name in [
+            header::RANGE,
+            header::IF_RANGE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+        ] {
             headers.remove(name);
         }
     }

@@ -40,17 +40,8 @@ fn catalog() -> CdnPolicy {
 
 #[tokio::test]
 async fn stamps_success_keeps_what_the_handler_set_and_merges_vary() {
-    let r = stamped(
-        catalog(),
-        200,
-        &[("cache-control", "no-cache"), ("vary", "accept-encoding")],
-    )
-    .await;
-    assert_eq!(
-        r.headers()["cache-control"],
-        "no-cache",
-        "the handler's own choice wins"
-    );
+    let r = stamped(catalog(), 200, &[("vary", "accept-encoding")]).await;
+    assert_eq!(r.headers()["cache-control"], "public, max-age=60");
     assert_eq!(r.headers()["cdn-cache-control"], "max-age=3600");
     assert_eq!(r.headers()["surrogate-key"], "catalog item-7");
     let vary: Vec<_> = r
@@ -60,6 +51,25 @@ async fn stamps_success_keeps_what_the_handler_set_and_merges_vary() {
         .map(|v| v.to_str().unwrap().to_owned())
         .collect();
     assert_eq!(vary, ["accept-encoding", "accept-language"]);
+}
+
+/// Regression (review): a handler answering `Cache-Control: private` for a logged-in user got
+/// the route's `CDN-Cache-Control: max-age=3600` added — and CDNs obey that one, so the page
+/// was shared.
+#[tokio::test]
+async fn a_handlers_own_cache_control_keeps_the_cdn_directive_off() {
+    let r = stamped(catalog(), 200, &[("cache-control", "private")]).await;
+    assert_eq!(
+        r.headers()["cache-control"],
+        "private",
+        "the handler's own choice wins"
+    );
+    assert!(
+        !r.headers().contains_key("cdn-cache-control"),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(r.headers()["surrogate-key"], "catalog item-7");
 }
 
 #[tokio::test]

@@ -291,7 +291,7 @@ impl Store for DownStore {
     async fn get(&self, _: &str, _: &PolicyConfig) -> Result<Vec<Arc<Entry>>, BackendError> {
         Err(BackendError::Timeout(Duration::from_millis(50)))
     }
-    async fn put(&self, _: &str, _: Arc<Entry>) -> Result<(), BackendError> {
+    async fn put(&self, _: &str, _: Arc<Entry>) -> Result<bool, BackendError> {
         Err(BackendError::Timeout(Duration::from_millis(50)))
     }
     async fn purge_key(
@@ -351,4 +351,87 @@ async fn a_head_is_served_from_the_stored_get_and_a_range_from_the_whole() {
     );
     assert_eq!(headers["content-range"], "bytes 2-4/10");
     assert_eq!(origin.calls(), 1);
+}
+
+/// Regression (review): a 416 answering a hostile `Range` was stored as *the* response for
+/// the URL (the origin sent its usual `max-age`), and every plain request got 416.
+#[tokio::test(start_paused = true)]
+async fn an_error_answering_a_range_or_precondition_is_never_stored() {
+    let origin = Origin::new(416, &[("cache-control", "public, max-age=300")], "");
+    let svc = cache().layer().layer(origin.clone());
+    let ranged = Request::get("http://example.com/app.js")
+        .header("range", "bytes=999999999-")
+        .body(Full::default())
+        .unwrap();
+    let (status, headers, _) = send(&svc, ranged).await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert!(
+        cache_status(&headers).contains("detail=conditional"),
+        "{headers:?}"
+    );
+    origin.answer(200, &[("cache-control", "public, max-age=300")], "js");
+    let (status, _, body) = send(&svc, get("/app.js")).await;
+    assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"js"[..]));
+}
+
+/// Regression (review): a page with no caching headers and no validator was stored (200 is
+/// heuristically cacheable) with a zero lifetime — and `Cache-Control: max-stale` got the
+/// last visitor's page.
+#[tokio::test(start_paused = true)]
+async fn a_response_with_no_freshness_and_no_validator_is_never_reused() {
+    let origin = Origin::new(200, &[], "alice's account");
+    let svc = cache().layer().layer(origin.clone());
+    let (_, headers, _) = send(&svc, get("/account")).await;
+    assert!(
+        cache_status(&headers).contains("detail=not-reusable"),
+        "{headers:?}"
+    );
+    origin.answer(200, &[], "bob's account");
+    let stale_ok = Request::get("http://example.com/account")
+        .header("cache-control", "max-stale")
+        .body(Full::default())
+        .unwrap();
+    let (_, _, body) = send(&svc, stale_ok).await;
+    assert_eq!(body.as_ref(), b"bob's account");
+    assert_eq!(origin.calls(), 2);
+}
+
+/// Regression (review): an `Age` near `u64::MAX` made every later lookup of the URL panic
+/// (Duration overflow).
+#[tokio::test(start_paused = true)]
+async fn a_hostile_age_is_capped_not_a_panic() {
+    let origin = Origin::new(
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("age", "18446744073709551615"),
+        ],
+        "old",
+    );
+    let svc = cache().layer().layer(origin.clone());
+    send(&svc, get("/age")).await;
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let (status, headers, _) = send(&svc, get("/age")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        cache_status(&headers).contains("fwd=stale"),
+        "as old as 2^31 s: {headers:?}"
+    );
+}
+
+/// A request whose target has no host and whose `Host` is not an authority is not cached:
+/// the cache cannot tell whose resource it is.
+#[tokio::test(start_paused = true)]
+async fn a_request_without_a_valid_host_bypasses_the_cache() {
+    let origin = Origin::new(200, &[("cache-control", "max-age=60")], "x");
+    let svc = cache().layer().layer(origin.clone());
+    for _ in 0..2 {
+        let request = Request::get("/b")
+            .header("host", "victim.example/a")
+            .body(Full::default())
+            .unwrap();
+        let (_, headers, _) = send(&svc, request).await;
+        assert!(cache_status(&headers).contains("fwd=bypass"), "{headers:?}");
+    }
+    assert_eq!(origin.calls(), 2);
 }

@@ -311,3 +311,47 @@ async fn a_paused_redis_makes_the_cache_a_pass_through_within_its_timeout() {
     );
     node.resume();
 }
+
+/// Regression (review): a fetch that began before a purge and landed after it stored the
+/// pre-purge response, served as fresh by every instance. Bans compare when entries were
+/// requested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_in_flight_during_a_purge_does_not_bring_the_old_response_back() {
+    let redis = TestRedis::connect().await;
+    for by_url in [false, true] {
+        let prefix = format!("{}-{by_url}", redis.prefix);
+        let (origin, gate) = Origin::new(
+            200,
+            &[("cache-control", "max-age=60"), ("surrogate-key", "t")],
+            "old",
+        )
+        .gated();
+        let cache = instance(redis.another_client().await, &prefix);
+        let svc = cache.layer().layer(origin.clone());
+        let in_flight = {
+            let svc = svc.clone();
+            tokio::spawn(async move { send(&svc, get("/f")).await })
+        };
+        eventually("the fetch is under way", || origin.calls() == 1).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if by_url {
+            let url = "http://example.com/f".parse().unwrap();
+            cache.purge_url(&url, PurgeMode::Hard).await.unwrap();
+        } else {
+            cache
+                .purge_surrogate_key("t", PurgeMode::Hard)
+                .await
+                .unwrap();
+        }
+        gate.add_permits(1);
+        assert_eq!(
+            in_flight.await.unwrap().2.as_ref(),
+            b"old",
+            "it asked before the purge"
+        );
+        origin.answer(200, &[("cache-control", "max-age=60")], "new");
+        gate.add_permits(10);
+        let (_, headers, body) = send(&svc, get("/f")).await;
+        assert_eq!(body.as_ref(), b"new", "by_url={by_url}: {headers:?}");
+    }
+}

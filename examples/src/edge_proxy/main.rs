@@ -117,13 +117,18 @@ async fn main() {
         settings.upstream.clone(),
         settings.upstream_timeout,
     ));
-    let app = Router::new().fallback_service(tower::service_fn(move |request: Request<Body>| {
-        let proxy = proxy.clone();
-        async move {
-            let Ok(response) = proxy.oneshot(request).await;
-            Ok::<_, Infallible>(response.map(Body::new))
-        }
-    }));
+    let app =
+        Router::new().fallback_service(tower::service_fn(move |mut request: Request<Body>| {
+            let proxy = proxy.clone();
+            // Before the cache reads the request: it must see what the origin will see (a field
+            // named by `Connection` must not select a `Vary` variant the origin never saw).
+            origin::drop_hop_by_hop(request.headers_mut());
+            origin::add_via(request.headers_mut());
+            async move {
+                let Ok(response) = proxy.oneshot(request).await;
+                Ok::<_, Infallible>(response.map(Body::new))
+            }
+        }));
     let listener = match tokio::net::TcpListener::bind(settings.addr).await {
         Ok(listener) => listener,
         Err(error) => {

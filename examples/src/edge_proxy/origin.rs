@@ -21,8 +21,9 @@ use palisade::cache::policy::validation::is_hop_by_hop;
 pub const VIA: &str = "1.1 palisade-edge";
 
 /// Forwards requests to the upstream: the target's path and query appended to the upstream
-/// base, the client's `Host` kept, hop-by-hop fields dropped both ways (RFC 9110 §7.6.1),
-/// `Via` added both ways, and a `Date` added to responses that lack one (§6.6.1). Bodies
+/// base, the client's `Host` kept (replaced by the target's host for an absolute-form
+/// target), hop-by-hop fields dropped both ways (RFC 9110 §7.6.1), `Via` added to responses,
+/// and a `Date` added to responses that lack one (§6.6.1). Bodies
 /// stream both ways. An upstream that cannot be reached answers 502, one slower than the
 /// timeout 504 (problem+json) — never an error, so stale-if-error can step in.
 #[derive(Clone)]
@@ -63,8 +64,9 @@ impl Origin {
     }
 }
 
-/// Drops hop-by-hop fields (and those `Connection` names) and appends this proxy to `Via`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Drops hop-by-hop fields (and those `Connection` names): they are for one connection, not
+/// the next (RFC 9110 §7.6.1).
+pub fn drop_hop_by_hop(headers: &mut HeaderMap) {
     let hop: Vec<_> = headers
         .keys()
         .filter(|name| is_hop_by_hop(name, headers))
@@ -73,6 +75,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in hop {
         headers.remove(name);
     }
+}
+
+/// Appends this proxy to `Via` (RFC 9110 §7.6.3).
+pub fn add_via(headers: &mut HeaderMap) {
     headers.append(header::VIA, HeaderValue::from_static(VIA));
 }
 
@@ -114,9 +120,18 @@ impl tower::Service<Request<Body>> for Origin {
                 return Box::pin(async move { Ok(answer) });
             }
         };
+        // An absolute-form target names the host: it, not the client's `Host`, is what was
+        // asked for and what the cache keyed (RFC 9112 §3.2.2).
+        if let Some(authority) = parts.uri.authority() {
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
         parts.uri = uri;
         parts.version = http::Version::HTTP_11;
-        strip_hop_by_hop(&mut parts.headers);
+        // The proxy's front door dropped them already (before the cache read the request);
+        // again here for any other caller.
+        drop_hop_by_hop(&mut parts.headers);
         let (client, timeout) = (self.client.clone(), self.timeout);
         Box::pin(async move {
             let sent = client.request(Request::from_parts(parts, body));
@@ -137,7 +152,8 @@ impl tower::Service<Request<Body>> for Origin {
                 }
             };
             let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
+            drop_hop_by_hop(&mut parts.headers);
+            add_via(&mut parts.headers);
             if !parts.headers.contains_key(header::DATE) {
                 let now = httpdate::fmt_http_date(std::time::SystemTime::now());
                 if let Ok(date) = HeaderValue::from_str(&now) {

@@ -16,8 +16,10 @@ use super::policy::{CdnHeaders, CdnPolicy, CdnPolicyError};
 
 /// Sets `Cache-Control`, `CDN-Cache-Control`, `Surrogate-Key` and `Vary` on the responses of
 /// the routes it wraps, from a [`CdnPolicy`] — for services that sit behind a CDN or an edge
-/// cache. Headers the handler set itself are kept unless the policy says `overwrite`; `Vary`
-/// is merged; error responses are left alone unless `errors_too`.
+/// cache. Headers the handler set itself are kept unless the policy says `overwrite` — and a
+/// handler's own `Cache-Control` also keeps the policy's `CDN-Cache-Control` off (it would
+/// override the handler's `private` at the CDN); `Vary` is merged; error responses are left
+/// alone unless `errors_too`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -139,12 +141,18 @@ where
                 }
             }
         };
+        // A handler that set its own Cache-Control decided how its response is cached — for
+        // CDNs too: a CDN-Cache-Control added beside a handler's `private` would make a CDN
+        // share it (CDNs obey CDN-Cache-Control over Cache-Control).
+        let handler_decided = !stamp.overwrite && headers.contains_key(header::CACHE_CONTROL);
         set(headers, header::CACHE_CONTROL, &stamp.headers.cache_control);
-        set(
-            headers,
-            http::HeaderName::from_static("cdn-cache-control"),
-            &stamp.headers.cdn_cache_control,
-        );
+        if !handler_decided {
+            set(
+                headers,
+                http::HeaderName::from_static("cdn-cache-control"),
+                &stamp.headers.cdn_cache_control,
+            );
+        }
         set(
             headers,
             http::HeaderName::from_static("surrogate-key"),

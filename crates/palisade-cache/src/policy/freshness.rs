@@ -147,7 +147,9 @@ pub fn age_value(headers: &HeaderMap) -> Option<u64> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(value.parse::<u64>().unwrap_or(super::directives::MAX_DELTA))
+    // Larger than 2^31 counts as 2^31 (RFC 9111 §1.2.2): arithmetic on it cannot overflow.
+    let max = super::directives::MAX_DELTA;
+    Some(value.parse::<u64>().map_or(max, |v| v.min(max)))
 }
 
 /// The corrected initial age of a response (§4.2.3): the larger of its apparent age (the time
@@ -159,13 +161,13 @@ pub fn initial_age(
 ) -> Duration {
     let apparent = elapsed(date_of(headers, response_time), response_time);
     let delay = elapsed(request_time, response_time);
-    let corrected = Duration::from_secs(age_value(headers).unwrap_or(0)) + delay;
+    let corrected = Duration::from_secs(age_value(headers).unwrap_or(0)).saturating_add(delay);
     apparent.max(corrected)
 }
 
 /// The age of a stored response at `now`: its initial age plus the time it has been stored.
 pub fn current_age(initial_age: Duration, response_time: SystemTime, now: SystemTime) -> Duration {
-    initial_age + elapsed(response_time, now)
+    initial_age.saturating_add(elapsed(response_time, now))
 }
 
 #[cfg(test)]
@@ -301,6 +303,11 @@ mod tests {
         assert_eq!(initial_age(&h, at(10), at(50)), Duration::from_secs(50));
         let h = headers(&[("age", "7200, 0".into())]);
         assert_eq!(age_value(&h), Some(7200));
+        // Hostile ages are capped, and nothing downstream overflows.
+        let h = headers(&[("age", "18446744073709551615".into())]);
+        assert_eq!(age_value(&h), Some(crate::policy::directives::MAX_DELTA));
+        let huge = initial_age(&h, at(0), at(1));
+        let _ = current_age(huge, at(0), at(u32::MAX as u64));
         assert_eq!(
             current_age(Duration::from_secs(5), at(10), at(20)),
             Duration::from_secs(15)

@@ -70,7 +70,8 @@ pub fn decide(stored: &StoredView<'_>, request: &RequestDirectives, now: SystemT
             .min(current_age(stored.initial_age, stored.response_time, at)),
         None => stored.lifetime,
     };
-    let ttl = lifetime.as_secs() as i64 - age.as_secs() as i64;
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let ttl = secs(lifetime).saturating_sub(secs(age));
     let fresh = lifetime > age;
     let staleness = age.saturating_sub(lifetime);
     let d = stored.directives;

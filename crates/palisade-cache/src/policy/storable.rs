@@ -26,8 +26,26 @@ pub enum NotStorable {
     /// `Vary: *`: no later request can match.
     VaryStar,
     /// Nothing makes it reusable: no explicit expiration, no `public`, and a status with no
-    /// heuristic lifetime.
+    /// heuristic lifetime — or no freshness at all and no validator to revalidate it with.
     NotReusable,
+    /// Not a 200 to a request with a range or a precondition (`Range`, `If-Match`, …): it
+    /// answers that request only (a 416 or 412 stored would be served to every client).
+    Conditional,
+}
+
+/// Whether a request carries a range or a precondition: its answer may be about the request
+/// more than the resource.
+pub fn is_conditional(request: &HeaderMap) -> bool {
+    [
+        header::RANGE,
+        header::IF_RANGE,
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+    ]
+    .iter()
+    .any(|name| request.contains_key(name))
 }
 
 impl NotStorable {
@@ -41,6 +59,7 @@ impl NotStorable {
             NotStorable::Authorization => "authorization",
             NotStorable::VaryStar => "vary-star",
             NotStorable::NotReusable => "not-reusable",
+            NotStorable::Conditional => "conditional",
         }
     }
 }
@@ -74,6 +93,9 @@ pub fn storable(
     }
     if request.no_store {
         return Err(NotStorable::NoStore);
+    }
+    if status != StatusCode::OK && is_conditional(request_headers) {
+        return Err(NotStorable::Conditional);
     }
     if directives.must_understand {
         if !understood(status) {

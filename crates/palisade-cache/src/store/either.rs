@@ -16,7 +16,7 @@ impl<A: Store, B: Store> Store for Either<A, B> {
         }
     }
 
-    async fn put(&self, key: &str, entry: Arc<Entry>) -> Result<(), BackendError> {
+    async fn put(&self, key: &str, entry: Arc<Entry>) -> Result<bool, BackendError> {
         match self {
             Either::Left(s) => s.put(key, entry).await,
             Either::Right(s) => s.put(key, entry).await,

@@ -38,11 +38,28 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// A store of at most `max_bytes`.
+    ///
+    /// The store is sharded for concurrency, and one URI's variants must fit one shard: shards
+    /// are at least 64 MiB (room for [`MAX_VARIANTS`](super::MAX_VARIANTS) responses of the
+    /// default 8 MiB limit), so a store under 128 MiB has one shard.
     pub fn new(max_bytes: u64) -> Self {
         // quick_cache sizes its tables from an estimate of the item count: assume ~8 KiB each.
         let estimated_items = (max_bytes / 8192).clamp(16, 1 << 20) as usize;
+        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get() * 4);
+        let shards = ((max_bytes / (64 << 20)) as usize).clamp(1, parallelism);
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(estimated_items)
+            .weight_capacity(max_bytes.max(1))
+            .shards(shards)
+            .build()
+            .expect("a positive capacity and shard count");
         MemoryStore {
-            cache: Arc::new(Cache::with_weighter(estimated_items, max_bytes, ByBytes)),
+            cache: Arc::new(Cache::with_options(
+                options,
+                ByBytes,
+                Default::default(),
+                Default::default(),
+            )),
         }
     }
 
@@ -123,11 +140,18 @@ impl Store for MemoryStore {
         Ok(self.cache.get(key).map(|v| v.to_vec()).unwrap_or_default())
     }
 
-    async fn put(&self, key: &str, entry: Arc<Entry>) -> Result<(), BackendError> {
+    async fn put(&self, key: &str, entry: Arc<Entry>) -> Result<bool, BackendError> {
         let existing = self.cache.get(key);
-        let variants = with_variant(existing.as_deref().unwrap_or(&[]), entry);
-        self.cache.insert(key.to_owned(), variants.into());
-        Ok(())
+        let variants: Variants = with_variant(existing.as_deref().unwrap_or(&[]), entry).into();
+        // quick_cache admits nothing heavier than (nearly) one shard: say so rather than
+        // claim it was stored.
+        if ByBytes.weight(&String::new(), &variants) + key.len() as u64
+            > self.cache.shard_capacity() * 9 / 10
+        {
+            return Ok(false);
+        }
+        self.cache.insert(key.to_owned(), variants);
+        Ok(true)
     }
 
     async fn purge_key(

@@ -50,12 +50,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Arc<Entry>>, BackendError>> + Send;
 
     /// Stores `entry` under `key`: it replaces the variant with the same selection, and the
-    /// oldest variant goes when there are too many.
+    /// oldest variant goes when there are too many. `Ok(false)`: the store declined it (too
+    /// large for it).
     fn put(
         &self,
         key: &str,
         entry: Arc<Entry>,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
     /// Purges every variant of `key`; how many were purged, when the store knows.
     fn purge_key(

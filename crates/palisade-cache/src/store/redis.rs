@@ -39,12 +39,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 ///   revalidate it by (at most [`max_retention`](Self::max_retention), default one day).
 ///   Entries larger than [`max_entry_size`](Self::max_entry_size) (default 1 MiB) are not
 ///   stored.
-/// - **Purges** are exact and fleet-wide when they return: a hard purge by URL deletes the
-///   hash; every other purge records a *ban* — "responses received up to now under this
-///   surrogate key (or URL, or all) are purged, hard or soft" — that every lookup applies
-///   (one `MGET`; the bans share one hash slot, so it works on a cluster). Bans are kept as
-///   long as entries can live. They compare the purging instance's clock with the storing
-///   instance's: keep the fleet's clocks in sync (NTP).
+/// - **Purges** are exact and fleet-wide when they return: each records a *ban* — "responses
+///   requested up to now under this surrogate key (or URL, or all) are purged, hard or soft"
+///   (so a fetch in flight during the purge does not bring the old response back) — that every
+///   lookup applies with one `MGET` (the bans share one hash slot, so it works on a cluster);
+///   a hard purge by URL also deletes the hash. Bans are kept as long as entries can live
+///   (entries older than that are ignored). They compare the purging instance's clock with
+///   the storing instance's: keep the fleet's clocks in sync (NTP).
 /// - **Coalescing** across instances: a claim `<prefix>:cache:fetch:{<uri>}` (`SET NX PX`, an
 ///   owner token) held by the one instance fetching; the others wait for its response.
 ///
@@ -193,10 +194,12 @@ impl<C: RedisClient> RedisStore<C> {
             .collect::<BTreeSet<String>>()
             .into_iter()
             .collect();
+        let url = digest_hex(key.as_bytes());
         let mut names = vec![
             self.ban_key("all-hard", "all"),
             self.ban_key("all-soft", "all"),
-            self.ban_key("url-soft", &digest_hex(key.as_bytes())),
+            self.ban_key("url-soft", &url),
+            self.ban_key("url-hard", &url),
         ];
         for tag in &tags {
             names.extend(self.tag_bans(tag));
@@ -210,22 +213,30 @@ impl<C: RedisClient> RedisStore<C> {
                 .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
                 .unwrap_or(0)
         };
-        let (all_hard, all_soft, url_soft) = (at(0), at(1), at(2));
-        let tag_index = |tag: &str| tags.iter().position(|t| t == tag).map(|p| 3 + 2 * p);
+        let (all_hard, all_soft, url_soft, url_hard) = (at(0), at(1), at(2), at(3));
+        let tag_index = |tag: &str| tags.iter().position(|t| t == tag).map(|p| 4 + 2 * p);
+        // Bans are kept for `max_retention`: an entry older than that (kept alive by a younger
+        // variant of the same URI) may have outlived the ban that purged it.
+        let oldest = millis(SystemTime::now()) - self.inner.max_retention.as_millis() as i64;
         let mut out: Vec<Arc<Entry>> = Vec::with_capacity(entries.len());
         for entry in entries {
-            let received = millis(entry.response_time());
-            let (mut hard, mut soft) = (all_hard, all_soft.max(url_soft));
+            // Compared with when the entry was *requested*: a fetch that began before a purge
+            // and landed after it is purged too.
+            let requested = millis(entry.request_time());
+            if millis(entry.response_time()) < oldest {
+                continue;
+            }
+            let (mut hard, mut soft) = (all_hard.max(url_hard), all_soft.max(url_soft));
             for tag in entry.surrogate_keys() {
                 if let Some(i) = tag_index(tag) {
                     hard = hard.max(at(i));
                     soft = soft.max(at(i + 1));
                 }
             }
-            if hard >= received {
+            if hard >= requested {
                 continue;
             }
-            if soft >= received {
+            if soft >= requested {
                 let purged = UNIX_EPOCH + Duration::from_millis(soft as u64);
                 out.push(Arc::new(entry.purged(purged)));
             } else {
@@ -272,11 +283,11 @@ impl<C: RedisClient> Store for RedisStore<C> {
         self.apply_bans(key, entries).await
     }
 
-    async fn put(&self, key: &str, entry: Arc<Entry>) -> Result<(), BackendError> {
+    async fn put(&self, key: &str, entry: Arc<Entry>) -> Result<bool, BackendError> {
         let encoded = codec::encode(&entry);
         if encoded.len() > self.inner.max_entry_bytes {
             tracing::debug!(target: "palisade::cache", key, bytes = encoded.len(), "entry larger than the Redis store's limit: not stored");
-            return Ok(());
+            return Ok(false);
         }
         let args = [
             Arg::from(codec::selection_id(entry.selection()).as_str()),
@@ -288,7 +299,7 @@ impl<C: RedisClient> Store for RedisStore<C> {
             .backend
             .run::<i64>(&PUT, &[self.variants_key(key)], &args)
             .await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn purge_key(
@@ -300,6 +311,9 @@ impl<C: RedisClient> Store for RedisStore<C> {
         let hash = self.variants_key(key);
         match mode {
             PurgeMode::Hard => {
+                // The ban first: a fetch already in flight must not store it back.
+                let ban = self.ban_key("url-hard", &digest_hex(key.as_bytes()));
+                self.ban(ban, now).await?;
                 let n: i64 = self.inner.backend.run(&PURGE_KEY, &[hash], &[]).await?;
                 Ok(Some(n.max(0) as usize))
             }
