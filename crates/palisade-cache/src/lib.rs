@@ -58,7 +58,9 @@
 //!   TOML) — `Cache-Control`, `CDN-Cache-Control`, `Surrogate-Key`, `Vary` — on a service's own
 //!   responses, for the caches in front of it.
 //!
-//! The rules live in [`policy`], pure functions with no tokio, clock or I/O.
+//! The rules live in [`policy`], pure functions with no tokio, clock or I/O; without the
+//! default `layer` feature the crate is only those rules, [`Entry`] and the origin-side
+//! [`CdnHeadersLayer`], and builds without tokio (for edge runtimes).
 //!
 //! # Layout
 //!
@@ -82,24 +84,39 @@
 //! the same numbers from [`HttpCache::stats`], and `tracing` warnings when the store fails.
 #![warn(missing_docs)]
 
+#[cfg(feature = "layer")]
 mod cache;
 mod cdn;
+#[cfg(feature = "layer")]
 mod clock;
+#[cfg(feature = "layer")]
 mod coalesce;
 mod entry;
+#[cfg(feature = "layer")]
 mod flow;
+#[cfg(feature = "layer")]
 mod layer;
 pub mod policy;
+#[cfg(feature = "layer")]
 mod serve;
+#[cfg(feature = "layer")]
 mod service;
+#[cfg(feature = "layer")]
 mod stats;
+#[cfg(feature = "layer")]
 pub mod store;
 
+#[cfg(feature = "layer")]
 pub use cache::{DEFAULT_MAX_OBJECT_BYTES, HttpCache};
 pub use cdn::{CdnFuture, CdnHeaders, CdnHeadersLayer, CdnPolicy, CdnPolicyError, WithCdnHeaders};
+#[cfg(feature = "layer")]
 pub use clock::Clock;
 pub use entry::Entry;
+#[cfg(feature = "layer")]
 pub use layer::CacheLayer;
+#[cfg(feature = "layer")]
 pub use service::{Caching, ResponseFuture};
+#[cfg(feature = "layer")]
 pub use stats::CacheStats;
+#[cfg(feature = "layer")]
 pub use store::{MemoryStore, PurgeMode, Store};
