@@ -354,6 +354,28 @@ where
         RevalidateWhy::Request => Forward::Request,
         RevalidateWhy::Stale | RevalidateWhy::NoCache => Forward::Stale,
     };
+    // One revalidation per key at a time: when a popular response goes stale, the others wait
+    // for it and are served what it freshened (a client's own `no-cache` asks for a
+    // validation of its own, so it does not wait).
+    let _flight = if asked.method == Method::GET
+        && why != RevalidateWhy::Request
+        && !is_conditional(&asked.headers)
+    {
+        match shared.flights.join(&asked.key) {
+            Joined::Leader(flight) => Some(flight),
+            Joined::Follower(done) => {
+                shared.stats.record(Event::Coalesced);
+                if wait(done, shared.config.coalesce_wait).await {
+                    if let Some(answer) = stored_answer(cache, &asked).await {
+                        return Ok(answer);
+                    }
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
     let conditional = has_validator(entry.headers());
     let (mut parts, body) = request.into_parts();
     if conditional {
@@ -528,7 +550,7 @@ where
 /// (it was readied by `poll_ready` and is called once, as tower asks).
 fn revalidate_in_background<S, St, ReqB, ResB>(
     cache: &HttpCache<St>,
-    mut inner: S,
+    inner: S,
     request: &Request<ReqB>,
     key: &str,
     entry: &Arc<Entry>,
@@ -571,35 +593,61 @@ fn revalidate_in_background<S, St, ReqB, ResB>(
         key: key.to_owned(),
     };
     let (cache, entry) = (cache.clone(), entry.clone());
+    // Bounded: a hung origin (or a body trickling in) must not hold the key's revalidation,
+    // or the task, forever.
+    let limit = cache
+        .inner
+        .config
+        .coalesce_wait
+        .max(std::time::Duration::from_secs(30));
     tokio::spawn(async move {
         let _flight = flight;
-        let sent = cache.inner.config.clock.now();
-        let response = match inner.call(background).await {
-            Ok(response) => response,
-            Err(_) => {
-                tracing::debug!(target: "palisade::cache", key = %asked.key, "background revalidation failed");
-                return;
-            }
-        };
-        if conditional
-            && response.status() == StatusCode::NOT_MODIFIED
-            && validates(entry.headers(), response.headers())
-        {
-            freshen::<St, ResB>(
-                &cache,
-                &asked,
-                &entry,
-                sent,
-                response.headers(),
-                Forward::Stale,
-            )
-            .await;
-        } else if !fails(response.status()) {
-            let stored =
-                store_response(&cache, &asked, sent, response, CacheStatus::default()).await;
-            drop(stored);
+        let revalidation = revalidate(&cache, inner, background, &asked, &entry, conditional);
+        if tokio::time::timeout(limit, revalidation).await.is_err() {
+            tracing::debug!(target: "palisade::cache", key = %asked.key, "background revalidation timed out");
         }
     });
+}
+
+/// The background revalidation itself: a 304 freshens the stored response, a storable
+/// response replaces it, a failure leaves it as it was.
+async fn revalidate<S, St, ReqB, ResB>(
+    cache: &HttpCache<St>,
+    mut inner: S,
+    background: Request<ReqB>,
+    asked: &Asked,
+    entry: &Entry,
+    conditional: bool,
+) where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: Store,
+    ResB: Body<Data = Bytes> + Unpin,
+    ResB::Error: Into<BoxError> + Send,
+{
+    let sent = cache.inner.config.clock.now();
+    let response = match inner.call(background).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::debug!(target: "palisade::cache", key = %asked.key, "background revalidation failed");
+            return;
+        }
+    };
+    if conditional
+        && response.status() == StatusCode::NOT_MODIFIED
+        && validates(entry.headers(), response.headers())
+    {
+        freshen::<St, ResB>(
+            cache,
+            asked,
+            entry,
+            sent,
+            response.headers(),
+            Forward::Stale,
+        )
+        .await;
+    } else if !fails(response.status()) {
+        drop(store_response(cache, asked, sent, response, CacheStatus::default()).await);
+    }
 }
 
 /// Unsafe methods go to the origin; a success invalidates what is stored for the target

@@ -435,3 +435,42 @@ async fn a_request_without_a_valid_host_bypasses_the_cache() {
     }
     assert_eq!(origin.calls(), 2);
 }
+
+/// Regression (review): when a popular response went stale (no stale-while-revalidate), every
+/// concurrent request revalidated it at the origin.
+#[tokio::test(start_paused = true)]
+async fn concurrent_revalidations_of_a_stale_response_make_one_origin_request() {
+    let (origin, gate) = Origin::new(
+        200,
+        &[("cache-control", "max-age=1"), ("etag", "\"1\"")],
+        "v",
+    )
+    .gated();
+    gate.add_permits(1);
+    let svc = cache().layer().layer(origin.clone());
+    send(&svc, get("/popular")).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    origin.answer(
+        304,
+        &[("cache-control", "max-age=60"), ("etag", "\"1\"")],
+        "",
+    );
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { send(&svc, get("/popular")).await })
+        })
+        .collect();
+    settle().await;
+    assert_eq!(origin.calls(), 2, "one revalidation in flight");
+    gate.add_permits(1);
+    for call in calls {
+        let (status, _, body) = call.await.unwrap();
+        assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"v"[..]));
+    }
+    assert_eq!(
+        origin.calls(),
+        2,
+        "the others were served what it freshened"
+    );
+}

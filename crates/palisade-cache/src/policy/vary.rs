@@ -11,8 +11,14 @@ fn names_in(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
     headers
         .get_all(header::VARY)
         .iter()
-        .flat_map(|line| line.to_str().unwrap_or("").split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
+        // Lossy, not `to_str`: a line with one non-ASCII byte must not make the response vary
+        // on nothing (it would be served to every request).
+        .flat_map(|line| {
+            String::from_utf8_lossy(line.as_bytes())
+                .split(',')
+                .map(|n| n.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
         .filter(|n| !n.is_empty())
 }
 
@@ -108,6 +114,14 @@ mod tests {
         assert!(!s.matches(&map(&[("accept-encoding", "br")])));
         assert!(!s.matches(&map(&[("accept-encoding", "gzip, br"), ("x-a", "1")])));
         assert!(is_star(&map(&[("vary", "x, *")])));
+        // Regression (review): a non-ASCII byte on the line made the response vary on nothing.
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            "vary",
+            http::HeaderValue::from_bytes(b"accept-language, x-\xe9").unwrap(),
+        );
+        let s = Selection::of(&odd, &map(&[("accept-language", "de")]));
+        assert!(!s.matches(&map(&[("accept-language", "en")])));
         let s = Selection::of(
             &map(&[("vary", "accept-language")]),
             &map(&[("accept-language", "en, DE")]),
