@@ -524,7 +524,7 @@ where
                     }
                     Ok(false) => {
                         shared.stats.record(Event::NotStored);
-                        status.detail = Some("too-large-for-store");
+                        status.detail = Some("store-declined");
                     }
                     Err(error) => store_failed(cache, &error, &mut status),
                 }

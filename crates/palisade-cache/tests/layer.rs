@@ -474,3 +474,41 @@ async fn concurrent_revalidations_of_a_stale_response_make_one_origin_request() 
         "the others were served what it freshened"
     );
 }
+
+/// Regression (review): a fetch in flight when a purge ran stored the purged response back
+/// (memory store), served as fresh.
+#[tokio::test(start_paused = true)]
+async fn a_fetch_in_flight_during_a_purge_does_not_bring_the_old_response_back() {
+    for soft in [false, true] {
+        let (origin, gate) = Origin::new(
+            200,
+            &[("cache-control", "max-age=60"), ("surrogate-key", "t")],
+            "old",
+        )
+        .gated();
+        let cache = cache();
+        let svc = cache.layer().layer(origin.clone());
+        let in_flight = {
+            let svc = svc.clone();
+            tokio::spawn(async move { send(&svc, get("/f")).await })
+        };
+        settle().await;
+        tokio::time::advance(Duration::from_millis(5)).await;
+        let mode = if soft {
+            PurgeMode::Soft
+        } else {
+            PurgeMode::Hard
+        };
+        cache.purge_surrogate_key("t", mode).await.unwrap();
+        gate.add_permits(1);
+        assert_eq!(in_flight.await.unwrap().2.as_ref(), b"old");
+        origin.answer(200, &[("cache-control", "max-age=60")], "new");
+        gate.add_permits(10);
+        let (_, headers, body) = send(&svc, get("/f")).await;
+        if soft {
+            // Stored, but stale from the purge: revalidated (the origin has "new" now).
+            assert!(!cache_status(&headers).contains("hit"), "{headers:?}");
+        }
+        assert_eq!(body.as_ref(), b"new", "soft={soft}: {headers:?}");
+    }
+}

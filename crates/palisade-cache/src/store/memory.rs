@@ -5,7 +5,11 @@ use std::{fmt, sync::Arc, time::SystemTime};
 use palisade_core::BackendError;
 use quick_cache::{Weighter, sync::Cache};
 
-use super::{PurgeMode, Store, with_variant};
+use super::{
+    PurgeMode, Store,
+    bans::{Bans, Verdict},
+    with_variant,
+};
 use crate::{Entry, policy::PolicyConfig};
 
 type Variants = Arc<[Arc<Entry>]>;
@@ -34,6 +38,7 @@ impl Weighter<String, Variants> for ByBytes {
 #[derive(Clone)]
 pub struct MemoryStore {
     cache: Arc<Cache<String, Variants, ByBytes>>,
+    bans: Arc<Bans>,
 }
 
 impl MemoryStore {
@@ -60,6 +65,7 @@ impl MemoryStore {
                 Default::default(),
                 Default::default(),
             )),
+            bans: Arc::default(),
         }
     }
 
@@ -141,6 +147,12 @@ impl Store for MemoryStore {
     }
 
     async fn put(&self, key: &str, entry: Arc<Entry>) -> Result<bool, BackendError> {
+        // A fetch that was in flight when a purge ran must not store the purged response back.
+        let entry = match self.bans.verdict(key, &entry) {
+            Verdict::Keep => entry,
+            Verdict::Stale(at) => Arc::new(entry.purged(at)),
+            Verdict::Drop => return Ok(false),
+        };
         let existing = self.cache.get(key);
         let variants: Variants = with_variant(existing.as_deref().unwrap_or(&[]), entry).into();
         // quick_cache admits nothing heavier than (nearly) one shard: say so rather than
@@ -160,6 +172,7 @@ impl Store for MemoryStore {
         mode: PurgeMode,
         now: SystemTime,
     ) -> Result<Option<usize>, BackendError> {
+        self.bans.url(key, mode, now);
         Ok(Some(self.purge_variants(key, mode, now, &|_| true)))
     }
 
@@ -169,6 +182,7 @@ impl Store for MemoryStore {
         mode: PurgeMode,
         now: SystemTime,
     ) -> Result<Option<usize>, BackendError> {
+        self.bans.tag(surrogate_key, mode, now);
         Ok(Some(self.purge_where(mode, now, |e| {
             e.surrogate_keys().iter().any(|k| k == surrogate_key)
         })))
@@ -179,6 +193,7 @@ impl Store for MemoryStore {
         mode: PurgeMode,
         now: SystemTime,
     ) -> Result<Option<usize>, BackendError> {
+        self.bans.all(mode, now);
         Ok(Some(self.purge_where(mode, now, |_| true)))
     }
 }

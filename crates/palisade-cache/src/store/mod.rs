@@ -1,6 +1,7 @@
 //! Where responses are stored: [`Store`], with [`MemoryStore`] (bounded by bytes) and, with
 //! the `redis` feature, [`RedisStore`] (shared by a fleet: storage, purges and coalescing).
 
+mod bans;
 #[cfg(feature = "redis")]
 mod codec;
 mod either;
