@@ -46,6 +46,7 @@ pub(crate) struct CacheConfig {
     pub(crate) name: String,
     pub(crate) max_object_bytes: usize,
     pub(crate) coalesce_wait: Duration,
+    pub(crate) stale_when_disconnected: Duration,
     pub(crate) clock: Clock,
 }
 
@@ -80,6 +81,7 @@ impl<St: Store> HttpCache<St> {
                 name: "palisade".to_owned(),
                 max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
                 coalesce_wait: Duration::from_secs(10),
+                stale_when_disconnected: Duration::from_secs(24 * 3600),
                 clock: Clock::system(),
             },
         )
@@ -117,6 +119,15 @@ impl<St: Store> HttpCache<St> {
     /// going to the origin themselves (default 10 s).
     pub fn coalesce_wait(self, wait: Duration) -> Self {
         self.with(|c| c.coalesce_wait = wait)
+    }
+
+    /// How stale a stored response may be served when the origin cannot be reached — the
+    /// inner service failed, or answered with [`OriginUnreachable`](crate::OriginUnreachable) in its response's
+    /// extensions — and nothing forbids serving it stale (`must-revalidate`, `no-cache`,
+    /// `proxy-revalidate`, `s-maxage`): RFC 9111 §4.2.4 lets a disconnected cache do so.
+    /// Default one day; zero: only within `stale-if-error`.
+    pub fn stale_when_disconnected(self, at_most: Duration) -> Self {
+        self.with(|c| c.stale_when_disconnected = at_most)
     }
 
     /// Targeted fields this cache obeys instead of `Cache-Control` (RFC 9213), first match

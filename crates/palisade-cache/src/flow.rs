@@ -11,7 +11,7 @@ use palisade_core::body::{BoxError, Collected, PrefixedBody, collect_within};
 use tower_service::Service;
 
 use crate::{
-    Entry, HttpCache,
+    Entry, HttpCache, OriginUnreachable,
     coalesce::{Joined, wait},
     policy::{
         cache_status::{CacheStatus, Forward},
@@ -376,6 +376,10 @@ where
     } else {
         None
     };
+    let staleness = u64::try_from(decision.ttl.saturating_neg()).unwrap_or(0);
+    let disconnected_ok = decision.ttl < 0
+        && !entry.policy().directives.forbids_stale()
+        && staleness <= shared.config.stale_when_disconnected.as_secs();
     let conditional = has_validator(entry.headers());
     let (mut parts, body) = request.into_parts();
     if conditional {
@@ -408,6 +412,21 @@ where
         Err(_) if stale_if_error => {
             shared.stats.record(Event::StaleServed);
             Ok(serve_stored(&stale_status(None, Some("stale-if-error"))))
+        }
+        // The origin cannot be reached: a disconnected cache may serve stale unless the
+        // response forbids it (RFC 9111 §4.2.4), within `stale_when_disconnected`.
+        Ok(response)
+            if response.extensions().get::<OriginUnreachable>().is_some() && disconnected_ok =>
+        {
+            shared.stats.record(Event::StaleServed);
+            Ok(serve_stored(&stale_status(
+                Some(response.status().as_u16()),
+                Some("disconnected"),
+            )))
+        }
+        Err(_) if disconnected_ok => {
+            shared.stats.record(Event::StaleServed);
+            Ok(serve_stored(&stale_status(None, Some("disconnected"))))
         }
         Err(error) => Err(error),
         Ok(response) => {

@@ -111,6 +111,13 @@ pub use cache::{DEFAULT_MAX_OBJECT_BYTES, HttpCache};
 pub use cdn::{CdnFuture, CdnHeaders, CdnHeadersLayer, CdnPolicy, CdnPolicyError, WithCdnHeaders};
 #[cfg(feature = "layer")]
 pub use clock::Clock;
+
+/// A response extension: the inner service answered for an origin it could not reach (a
+/// proxy's own 502/504), not with the origin's answer — so the cache may serve a stale stored
+/// response instead ([`HttpCache::stale_when_disconnected`]).
+#[cfg(feature = "layer")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OriginUnreachable;
 pub use entry::Entry;
 #[cfg(feature = "layer")]
 pub use layer::CacheLayer;

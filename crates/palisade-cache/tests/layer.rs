@@ -512,3 +512,43 @@ async fn a_fetch_in_flight_during_a_purge_does_not_bring_the_old_response_back()
         assert_eq!(body.as_ref(), b"new", "soft={soft}: {headers:?}");
     }
 }
+
+/// RFC 9111 §4.2.4: a cache that cannot reach the origin may serve a stale response unless
+/// the response forbids it — an origin error, or the proxy's own "unreachable" answer.
+#[tokio::test(start_paused = true)]
+async fn a_disconnected_cache_serves_stale_unless_forbidden() {
+    let origin = Origin::new(200, &[("cache-control", "max-age=1")], "kept");
+    let svc = cache().layer().layer(origin.clone());
+    send(&svc, get("/d")).await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    origin.fail();
+    let (status, headers, body) = send(&svc, get("/d")).await;
+    assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"kept"[..]));
+    assert!(
+        cache_status(&headers).contains("detail=disconnected"),
+        "{headers:?}"
+    );
+
+    // must-revalidate forbids it: the error goes through.
+    let strict = Origin::new(
+        200,
+        &[("cache-control", "max-age=1, must-revalidate")],
+        "strict",
+    );
+    let svc = cache().layer().layer(strict.clone());
+    send(&svc, get("/s")).await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    strict.fail();
+    assert!(tower::ServiceExt::oneshot(svc, get("/s")).await.is_err());
+
+    // Switched off: only stale-if-error serves stale.
+    let origin = Origin::new(200, &[("cache-control", "max-age=1")], "kept");
+    let svc = cache()
+        .stale_when_disconnected(Duration::ZERO)
+        .layer()
+        .layer(origin.clone());
+    send(&svc, get("/z")).await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    origin.fail();
+    assert!(tower::ServiceExt::oneshot(svc, get("/z")).await.is_err());
+}

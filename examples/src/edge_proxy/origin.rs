@@ -98,6 +98,15 @@ fn problem(status: StatusCode, detail: &str) -> Response<Body> {
     response
 }
 
+/// Marks a response the proxy made for an origin it could not reach: the cache may answer
+/// with a stale stored response instead (RFC 9111 §4.2.4).
+fn unreachable(mut response: Response<Body>) -> Response<Body> {
+    response
+        .extensions_mut()
+        .insert(palisade::cache::OriginUnreachable);
+    response
+}
+
 impl tower::Service<Request<Body>> for Origin {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -139,16 +148,16 @@ impl tower::Service<Request<Body>> for Origin {
                 Ok(Ok(response)) => response,
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "upstream request failed");
-                    return Ok(problem(
+                    return Ok(unreachable(problem(
                         StatusCode::BAD_GATEWAY,
                         "the upstream could not be reached",
-                    ));
+                    )));
                 }
                 Err(_) => {
-                    return Ok(problem(
+                    return Ok(unreachable(problem(
                         StatusCode::GATEWAY_TIMEOUT,
                         &format!("the upstream did not answer within {timeout:?}"),
-                    ));
+                    )));
                 }
             };
             let (mut parts, body) = response.into_parts();
