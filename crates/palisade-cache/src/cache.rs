@@ -163,7 +163,12 @@ impl<St: Store> HttpCache<St> {
 
     /// The counters.
     pub fn stats(&self) -> CacheStats {
-        self.inner.stats.snapshot()
+        let store = &self.inner.store;
+        CacheStats {
+            stored_bytes: store.stored_bytes(),
+            evictions: store.evictions(),
+            ..self.inner.stats.snapshot()
+        }
     }
 
     /// Purges the responses stored for `url` (absolute, as clients request it:

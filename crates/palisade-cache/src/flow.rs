@@ -21,7 +21,7 @@ use crate::{
         primary_key, response_policy,
         reuse::{Reuse, RevalidateWhy, decide},
         storable::{NotStorable, is_conditional, storable},
-        validation::{has_validator, make_conditional, validates},
+        validation::{has_validator, head_validates, make_conditional, validates},
         vary::Selection,
     },
     serve::{from_entry, mark, only_if_cached},
@@ -53,7 +53,6 @@ where
     ResB::Error: Into<BoxError> + Send,
 {
     let shared = &cache.inner;
-    let name = shared.config.name.as_str();
     let method = request.method().clone();
     // A target with no host of its own and no valid `Host`: the cache cannot tell whose
     // resource it is, so it stays out of the way.
@@ -66,7 +65,7 @@ where
             detail: Some("no-host"),
             ..Default::default()
         };
-        return Ok(mark(response.map(PrefixedBody::streamed), name, &status));
+        return Ok(mark(response.map(PrefixedBody::streamed), shared, &status));
     }
     let key = primary_key(request.uri(), request.headers().get(header::HOST));
     if method != Method::GET && method != Method::HEAD {
@@ -81,7 +80,7 @@ where
             fwd_status: Some(response.status().as_u16()),
             ..Default::default()
         };
-        return Ok(mark(response.map(PrefixedBody::streamed), name, &status));
+        return Ok(mark(response.map(PrefixedBody::streamed), shared, &status));
     }
     let variants = match shared.store.get(&key, &shared.config.policy).await {
         Ok(variants) => variants,
@@ -95,7 +94,7 @@ where
                 detail: Some("store-unavailable"),
                 ..Default::default()
             };
-            return Ok(mark(response.map(PrefixedBody::streamed), name, &status));
+            return Ok(mark(response.map(PrefixedBody::streamed), shared, &status));
         }
     };
     let selected = variants
@@ -115,7 +114,7 @@ where
                 detail: Some("only-if-cached"),
                 ..Default::default()
             };
-            Ok(mark(only_if_cached(), name, &status))
+            Ok(mark(only_if_cached(), shared, &status))
         }
         None => {
             let why = if variants.is_empty() {
@@ -296,7 +295,7 @@ async fn stored_answer<St: Store, B>(
         ..Default::default()
     };
     let response = from_entry(entry, &asked.method, &asked.headers, decision.age, false);
-    Some(mark(response, &shared.config.name, &status))
+    Some(mark(response, shared, &status))
 }
 
 /// A stored variant matches: serve it, serve it stale and revalidate behind, or revalidate
@@ -317,12 +316,11 @@ where
     ResB::Error: Into<BoxError> + Send,
 {
     let shared = &cache.inner;
-    let name = shared.config.name.as_str();
     let now = shared.config.clock.now();
     let decision = decide(&entry.view(), &asked.directives, now);
     let serve_stored = |status: &CacheStatus| {
         let response = from_entry(&entry, &asked.method, &asked.headers, decision.age, false);
-        mark(response, name, status)
+        mark(response, shared, status)
     };
     let (why, stale_if_error) = match decision.reuse {
         Reuse::Serve => {
@@ -348,7 +346,7 @@ where
             detail: Some("only-if-cached"),
             ..Default::default()
         };
-        return Ok(mark(only_if_cached(), name, &status));
+        return Ok(mark(only_if_cached(), shared, &status));
     }
     let fwd = match why {
         RevalidateWhy::Request => Forward::Request,
@@ -399,8 +397,18 @@ where
                 && response.status() == StatusCode::NOT_MODIFIED
                 && validates(entry.headers(), response.headers()) =>
         {
-            let answer = freshen(cache, &asked, &entry, sent, response.headers(), fwd).await;
+            let (parts, _) = response.into_parts();
+            let answer = freshen(cache, &asked, &entry, sent, &parts, fwd).await;
             Ok(answer)
+        }
+        // A 200 to a HEAD that matches the stored GET freshens it (RFC 9111 §4.3.5).
+        Ok(response)
+            if asked.method == Method::HEAD
+                && response.status() == StatusCode::OK
+                && head_validates(entry.headers(), response.headers()) =>
+        {
+            let (parts, _) = response.into_parts();
+            Ok(freshen(cache, &asked, &entry, sent, &parts, fwd).await)
         }
         Ok(response) if stale_if_error && fails(response.status()) => {
             shared.stats.record(Event::StaleServed);
@@ -440,23 +448,24 @@ fn fails(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
-/// A 304 confirmed the stored response: store it freshened and serve it.
+/// A 304 (or a matching 200 to a HEAD) confirmed the stored response: store it freshened
+/// and serve it.
 async fn freshen<St: Store, B>(
     cache: &HttpCache<St>,
     asked: &Asked,
     entry: &Entry,
     sent: std::time::SystemTime,
-    update: &HeaderMap,
+    update: &http::response::Parts,
     fwd: Forward,
 ) -> Response<PrefixedBody<B>> {
     let shared = &cache.inner;
     let received = shared.config.clock.now();
-    let fresh = entry.freshened(update, sent, received, &shared.config.policy);
+    let fresh = entry.freshened(&update.headers, sent, received, &shared.config.policy);
     let decision = decide(&fresh.view(), &RequestDirectives::default(), received);
     shared.stats.record(Event::Revalidated);
     let mut status = CacheStatus {
         fwd: Some(fwd),
-        fwd_status: Some(304),
+        fwd_status: Some(update.status.as_u16()),
         ttl: Some(decision.ttl),
         ..Default::default()
     };
@@ -465,7 +474,7 @@ async fn freshen<St: Store, B>(
         Ok(stored) => status.stored = stored,
         Err(error) => store_failed(cache, &error, &mut status),
     }
-    mark(response, &shared.config.name, &status)
+    mark(response, shared, &status)
 }
 
 fn store_failed<St>(
@@ -513,7 +522,7 @@ where
     if let Err(reason) = verdict {
         shared.stats.record(Event::NotStored);
         status.detail = Some(reason.label());
-        return mark(response.map(PrefixedBody::streamed), &config.name, &status);
+        return mark(response.map(PrefixedBody::streamed), shared, &status);
     }
     let (parts, body) = response.into_parts();
     let body = match collect_within(body, config.max_object_bytes).await {
@@ -539,6 +548,9 @@ where
                 match shared.store.put(&asked.key, Arc::new(entry)).await {
                     Ok(true) => {
                         shared.stats.record(Event::Stored);
+                        shared
+                            .stats
+                            .store_figures(shared.store.stored_bytes(), shared.store.evictions());
                         status.stored = true;
                     }
                     Ok(false) => {
@@ -561,7 +573,7 @@ where
             PrefixedBody::failed(prefix, error)
         }
     };
-    mark(Response::from_parts(parts, body), &config.name, &status)
+    mark(Response::from_parts(parts, body), shared, &status)
 }
 
 /// Stale-while-revalidate: one background request per key refreshes the stored response
@@ -655,15 +667,8 @@ async fn revalidate<S, St, ReqB, ResB>(
         && response.status() == StatusCode::NOT_MODIFIED
         && validates(entry.headers(), response.headers())
     {
-        freshen::<St, ResB>(
-            cache,
-            asked,
-            entry,
-            sent,
-            response.headers(),
-            Forward::Stale,
-        )
-        .await;
+        let (parts, _) = response.into_parts();
+        freshen::<St, ResB>(cache, asked, entry, sent, &parts, Forward::Stale).await;
     } else if !fails(response.status()) {
         drop(store_response(cache, asked, sent, response, CacheStatus::default()).await);
     }
@@ -729,9 +734,5 @@ where
     }
     let mut status = status;
     status.fwd_status = Some(response.status().as_u16());
-    Ok(mark(
-        response.map(PrefixedBody::streamed),
-        &shared.config.name,
-        &status,
-    ))
+    Ok(mark(response.map(PrefixedBody::streamed), shared, &status))
 }

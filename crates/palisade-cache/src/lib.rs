@@ -81,7 +81,11 @@
 //!
 //! `palisade_cache_events_total{cache, event}` (`hit`, `miss`, `stale_served`,
 //! `revalidated`, `stored`, `not_stored`, `coalesced`, `bypassed`, `purge`, `store_error`),
-//! the same numbers from [`HttpCache::stats`], and `tracing` warnings when the store fails.
+//! `palisade_cache_forwarded_total{cache, reason}` (misses by reason: `uri-miss`,
+//! `vary-miss`, `stale`, `request`, `method`, `bypass`, `miss`),
+//! `palisade_cache_stored_bytes{cache}` and `palisade_cache_evictions_total{cache}` (stores
+//! that count them: the memory store), the same numbers from [`HttpCache::stats`], and
+//! `tracing` warnings when the store fails.
 #![warn(missing_docs)]
 
 #[cfg(feature = "layer")]

@@ -20,11 +20,19 @@ use crate::{
 /// `Cache-Status`.
 pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
-/// Appends this cache's member to `Cache-Status` (caches nearer the origin come first).
-pub(crate) fn mark<B>(mut response: Response<B>, cache: &str, status: &CacheStatus) -> Response<B> {
+/// Appends this cache's member to `Cache-Status` (caches nearer the origin come first), and
+/// counts why the request went forward, if it did.
+pub(crate) fn mark<B, St>(
+    mut response: Response<B>,
+    cache: &crate::cache::Inner<St>,
+    status: &CacheStatus,
+) -> Response<B> {
+    if let Some(why) = status.fwd {
+        cache.stats.forwarded(why);
+    }
     response
         .headers_mut()
-        .append(CACHE_STATUS.clone(), status.to_header(cache));
+        .append(CACHE_STATUS.clone(), status.to_header(&cache.config.name));
     response
 }
 

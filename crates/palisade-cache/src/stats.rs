@@ -4,12 +4,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::policy::cache_status::Forward;
+
 /// Counters of one cache, shared by its layers and handles.
 #[derive(Debug)]
 pub(crate) struct Stats {
     /// `palisade_cache_events_total{cache, event}`, registered once per event so counting
     /// allocates nothing.
     exported: Vec<metrics::Counter>,
+    /// `palisade_cache_forwarded_total{cache, reason}`: misses by reason (`uri-miss`,
+    /// `vary-miss`, `stale`, `request`, `method`…).
+    forwarded: Vec<metrics::Counter>,
+    /// `palisade_cache_stored_bytes{cache}` (stores that count their bytes).
+    stored_bytes: metrics::Gauge,
+    /// `palisade_cache_evictions_total{cache}` (stores that count their evictions).
+    evictions: metrics::Counter,
     hits: AtomicU64,
     misses: AtomicU64,
     stale_served: AtomicU64,
@@ -74,9 +83,16 @@ impl Stats {
             .iter()
             .map(|e| metrics::counter!("palisade_cache_events_total", "cache" => cache.to_owned(), "event" => e.label()))
             .collect();
+        let forwarded = Forward::ALL
+            .iter()
+            .map(|why| metrics::counter!("palisade_cache_forwarded_total", "cache" => cache.to_owned(), "reason" => why.token()))
+            .collect();
         let zero = || AtomicU64::new(0);
         Stats {
             exported,
+            forwarded,
+            stored_bytes: metrics::gauge!("palisade_cache_stored_bytes", "cache" => cache.to_owned()),
+            evictions: metrics::counter!("palisade_cache_evictions_total", "cache" => cache.to_owned()),
             hits: zero(),
             misses: zero(),
             stale_served: zero(),
@@ -107,6 +123,21 @@ impl Stats {
         self.exported[event as usize].increment(1);
     }
 
+    /// Counts one request that went forward for `why`.
+    pub(crate) fn forwarded(&self, why: Forward) {
+        self.forwarded[why as usize].increment(1);
+    }
+
+    /// Exports what the store says of itself.
+    pub(crate) fn store_figures(&self, bytes: Option<u64>, evictions: Option<u64>) {
+        if let Some(bytes) = bytes {
+            self.stored_bytes.set(bytes as f64);
+        }
+        if let Some(evictions) = evictions {
+            self.evictions.absolute(evictions);
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> CacheStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CacheStats {
@@ -120,6 +151,8 @@ impl Stats {
             bypassed: get(&self.bypassed),
             purges: get(&self.purges),
             store_errors: get(&self.store_errors),
+            stored_bytes: None,
+            evictions: None,
         }
     }
 }
@@ -147,4 +180,8 @@ pub struct CacheStats {
     pub purges: u64,
     /// Store operations that failed (the request then went through uncached).
     pub store_errors: u64,
+    /// The bytes the store holds, when it counts them (the memory store does).
+    pub stored_bytes: Option<u64>,
+    /// Responses the store evicted to stay within its bound, when it counts them.
+    pub evictions: Option<u64>,
 }

@@ -552,3 +552,38 @@ async fn a_disconnected_cache_serves_stale_unless_forbidden() {
     origin.fail();
     assert!(tower::ServiceExt::oneshot(svc, get("/z")).await.is_err());
 }
+
+/// RFC 9111 §4.3.5: a 200 to a HEAD whose validators match the stored GET freshens it.
+#[tokio::test(start_paused = true)]
+async fn a_matching_head_response_freshens_the_stored_get() {
+    let origin = Origin::new(
+        200,
+        &[("cache-control", "max-age=1"), ("etag", "\"v1\"")],
+        "body",
+    );
+    let cache = cache();
+    let svc = cache.layer().layer(origin.clone());
+    send(&svc, get("/h")).await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    origin.answer(
+        200,
+        &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+        "body",
+    );
+    let head = Request::head("http://example.com/h")
+        .body(Full::default())
+        .unwrap();
+    let (status, headers, body) = send(&svc, head).await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 0));
+    assert!(cache_status(&headers).contains("stored"), "{headers:?}");
+    let (_, headers, body) = send(&svc, get("/h")).await;
+    assert_eq!(body.as_ref(), b"body");
+    assert!(
+        cache_status(&headers).contains("hit"),
+        "freshened by the HEAD: {headers:?}"
+    );
+    assert_eq!(origin.calls(), 2);
+    let stats = cache.stats();
+    assert!(stats.stored_bytes.is_some_and(|b| b > 0), "{stats:?}");
+    assert_eq!(stats.evictions, Some(0));
+}

@@ -23,7 +23,19 @@ pub enum Forward {
 }
 
 impl Forward {
-    fn token(self) -> &'static str {
+    /// Every reason, in declaration order (`why as usize` indexes it).
+    pub const ALL: [Forward; 7] = [
+        Forward::Bypass,
+        Forward::Method,
+        Forward::UriMiss,
+        Forward::VaryMiss,
+        Forward::Miss,
+        Forward::Request,
+        Forward::Stale,
+    ];
+
+    /// The `fwd` token (`uri-miss`, `stale`…).
+    pub fn token(self) -> &'static str {
         match self {
             Forward::Bypass => "bypass",
             Forward::Method => "method",

@@ -82,6 +82,18 @@ pub fn validates(stored: &HeaderMap, update: &HeaderMap) -> bool {
     }
 }
 
+/// Whether a 200 to a `HEAD` describes the stored `GET` response it was sent for, so it may
+/// freshen it (RFC 9111 §4.3.5): every validator it carries (`ETag`, `Last-Modified`) equals
+/// the stored one — at least one — and so does its `Content-Length`, if it has one.
+pub fn head_validates(stored: &HeaderMap, head: &HeaderMap) -> bool {
+    let same =
+        |name: &http::HeaderName| head.get(name).map(|value| stored.get(name) == Some(value));
+    let validators = [same(&header::ETAG), same(&header::LAST_MODIFIED)];
+    validators.iter().any(|v| v.is_some())
+        && validators.iter().all(|v| v.unwrap_or(true))
+        && same(&header::CONTENT_LENGTH).unwrap_or(true)
+}
+
 fn is_weak(etag: &HeaderValue) -> bool {
     etag.as_bytes().starts_with(b"W/")
 }

@@ -76,6 +76,20 @@ impl<A: Store, B: Store> Store for Either<A, B> {
         }
     }
 
+    fn stored_bytes(&self) -> Option<u64> {
+        match self {
+            Either::Left(s) => s.stored_bytes(),
+            Either::Right(s) => s.stored_bytes(),
+        }
+    }
+
+    fn evictions(&self) -> Option<u64> {
+        match self {
+            Either::Left(s) => s.evictions(),
+            Either::Right(s) => s.evictions(),
+        }
+    }
+
     async fn fetch_claimed(&self, key: &str) -> Result<bool, BackendError> {
         match self {
             Either::Left(s) => s.fetch_claimed(key).await,

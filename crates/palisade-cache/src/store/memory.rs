@@ -1,6 +1,13 @@
 //! [`MemoryStore`]: responses in this process, bounded by bytes.
 
-use std::{fmt, sync::Arc, time::SystemTime};
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::SystemTime,
+};
 
 use palisade_core::BackendError;
 use quick_cache::{Weighter, sync::Cache};
@@ -16,6 +23,20 @@ type Variants = Arc<[Arc<Entry>]>;
 
 #[derive(Clone)]
 struct ByBytes;
+
+/// Counts what leaves the cache through its lifecycle: evictions to stay within its bound —
+/// and, since quick_cache 0.7, the old value of every replacement (subtracted by the store,
+/// which counts its own replacements).
+#[derive(Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl quick_cache::Lifecycle<String, Variants> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _: String, _: Variants) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 impl Weighter<String, Variants> for ByBytes {
     fn weight(&self, key: &String, variants: &Variants) -> u64 {
@@ -37,7 +58,9 @@ impl Weighter<String, Variants> for ByBytes {
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Arc<Cache<String, Variants, ByBytes>>,
+    cache: Arc<Cache<String, Variants, ByBytes, quick_cache::DefaultHashBuilder, CountEvictions>>,
+    evictions: CountEvictions,
+    replacements: Arc<AtomicU64>,
     bans: Arc<Bans>,
 }
 
@@ -58,13 +81,16 @@ impl MemoryStore {
             .shards(shards)
             .build()
             .expect("a positive capacity and shard count");
+        let evictions = CountEvictions::default();
         MemoryStore {
             cache: Arc::new(Cache::with_options(
                 options,
                 ByBytes,
                 Default::default(),
-                Default::default(),
+                evictions.clone(),
             )),
+            evictions,
+            replacements: Arc::default(),
             bans: Arc::default(),
         }
     }
@@ -125,6 +151,7 @@ impl MemoryStore {
         if kept.is_empty() {
             self.cache.remove(key);
         } else {
+            self.replacements.fetch_add(1, Ordering::Relaxed);
             self.cache.insert(key.to_owned(), kept.into());
         }
         purged
@@ -142,6 +169,15 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn stored_bytes(&self) -> Option<u64> {
+        Some(self.bytes())
+    }
+
+    fn evictions(&self) -> Option<u64> {
+        let left = self.evictions.0.load(Ordering::Relaxed);
+        Some(left.saturating_sub(self.replacements.load(Ordering::Relaxed)))
+    }
+
     async fn get(&self, key: &str, _: &PolicyConfig) -> Result<Vec<Arc<Entry>>, BackendError> {
         Ok(self.cache.get(key).map(|v| v.to_vec()).unwrap_or_default())
     }
@@ -161,6 +197,9 @@ impl Store for MemoryStore {
             > self.cache.shard_capacity() * 9 / 10
         {
             return Ok(false);
+        }
+        if existing.is_some() {
+            self.replacements.fetch_add(1, Ordering::Relaxed);
         }
         self.cache.insert(key.to_owned(), variants);
         Ok(true)
@@ -195,5 +234,50 @@ impl Store for MemoryStore {
     ) -> Result<Option<usize>, BackendError> {
         self.bans.all(mode, now);
         Ok(Some(self.purge_where(mode, now, |_| true)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::policy::{PolicyConfig, vary::Selection};
+
+    fn entry(body: usize) -> Arc<Entry> {
+        let mut headers = HeaderMap::new();
+        headers.insert("cache-control", "max-age=60".parse().unwrap());
+        let now = SystemTime::now();
+        Arc::new(Entry::new(
+            StatusCode::OK,
+            headers,
+            Bytes::from(vec![b'x'; body]),
+            now - Duration::from_millis(1),
+            now,
+            Selection::default(),
+            None,
+            &PolicyConfig::default(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn stays_within_its_bytes_and_counts_evictions_not_replacements() {
+        let store = MemoryStore::new(64 * 1024);
+        for _ in 0..10 {
+            assert!(store.put("same", entry(1000)).await.unwrap());
+        }
+        assert_eq!(store.evictions(), Some(0), "replacing a key evicts nothing");
+        for i in 0..200 {
+            store.put(&format!("k{i}"), entry(1000)).await.unwrap();
+        }
+        assert!(store.bytes() <= 64 * 1024, "{}", store.bytes());
+        assert!(store.evictions().unwrap() > 100, "{:?}", store.evictions());
+        assert!(
+            !store.put("huge", entry(100 * 1024)).await.unwrap(),
+            "declined, not claimed"
+        );
     }
 }

@@ -104,6 +104,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         std::future::ready(())
     }
 
+    /// The bytes the store holds, if it counts them (a process-local store does).
+    fn stored_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    /// How many responses it evicted to stay within its bound, if it counts them.
+    fn evictions(&self) -> Option<u64> {
+        None
+    }
+
     /// Whether some instance holds a claim on fetching `key`.
     fn fetch_claimed(&self, key: &str) -> impl Future<Output = Result<bool, BackendError>> + Send {
         let _ = key;
