@@ -47,6 +47,7 @@ pub(crate) struct CacheConfig {
     pub(crate) max_object_bytes: usize,
     pub(crate) coalesce_wait: Duration,
     pub(crate) stale_when_disconnected: Duration,
+    pub(crate) store_set_cookie: bool,
     pub(crate) clock: Clock,
 }
 
@@ -82,6 +83,7 @@ impl<St: Store> HttpCache<St> {
                 max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
                 coalesce_wait: Duration::from_secs(10),
                 stale_when_disconnected: Duration::from_secs(24 * 3600),
+                store_set_cookie: true,
                 clock: Clock::system(),
             },
         )
@@ -128,6 +130,14 @@ impl<St: Store> HttpCache<St> {
     /// Default one day; zero: only within `stale-if-error`.
     pub fn stale_when_disconnected(self, at_most: Duration) -> Self {
         self.with(|c| c.stale_when_disconnected = at_most)
+    }
+
+    /// Whether responses carrying `Set-Cookie` may be stored (and the cookie replayed to every
+    /// client that gets the stored response). RFC 9111 allows it, and the default follows the
+    /// RFC; most CDNs refuse — `false` does too, for origins that set session cookies on
+    /// otherwise cacheable pages.
+    pub fn store_set_cookie(self, store: bool) -> Self {
+        self.with(|c| c.store_set_cookie = store)
     }
 
     /// Targeted fields this cache obeys instead of `Cache-Control` (RFC 9213), first match

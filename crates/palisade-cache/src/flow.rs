@@ -16,7 +16,7 @@ use crate::{
     policy::{
         cache_status::{CacheStatus, Forward},
         directives::RequestDirectives,
-        freshness::has_explicit_expiration,
+        freshness::{current_age, has_explicit_expiration},
         invalidation::{invalidated_uris, invalidates, same_origin_reference},
         primary_key, response_policy,
         reuse::{Reuse, RevalidateWhy, decide},
@@ -318,8 +318,15 @@ where
     let shared = &cache.inner;
     let now = shared.config.clock.now();
     let decision = decide(&entry.view(), &asked.directives, now);
+    // Aged as of when it is sent: after a failed origin call, that is later than `now`.
     let serve_stored = |status: &CacheStatus| {
-        let response = from_entry(&entry, &asked.method, &asked.headers, decision.age, false);
+        let view = entry.view();
+        let age = current_age(
+            view.initial_age,
+            view.response_time,
+            shared.config.clock.now(),
+        );
+        let response = from_entry(&entry, &asked.method, &asked.headers, age, false);
         mark(response, shared, status)
     };
     let (why, stale_if_error) = match decision.reuse {
@@ -508,6 +515,8 @@ where
     let policy = response_policy(response.headers(), &config.policy);
     let verdict = if asked.method == Method::HEAD {
         Err(NotStorable::Method)
+    } else if !config.store_set_cookie && response.headers().contains_key(header::SET_COOKIE) {
+        Err(NotStorable::SetCookie)
     } else {
         storable(
             &asked.method,

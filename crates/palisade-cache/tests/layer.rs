@@ -587,3 +587,35 @@ async fn a_matching_head_response_freshens_the_stored_get() {
     assert!(stats.stored_bytes.is_some_and(|b| b > 0), "{stats:?}");
     assert_eq!(stats.evictions, Some(0));
 }
+
+/// `Set-Cookie` responses are stored as RFC 9111 allows — unless the cache is told not to.
+#[tokio::test(start_paused = true)]
+async fn set_cookie_responses_are_kept_out_when_asked() {
+    let origin = Origin::new(
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("set-cookie", "session=alice"),
+        ],
+        "page",
+    );
+    let svc = cache()
+        .store_set_cookie(false)
+        .layer()
+        .layer(origin.clone());
+    for _ in 0..2 {
+        let (_, headers, _) = send(&svc, get("/c")).await;
+        assert!(
+            cache_status(&headers).contains("detail=set-cookie"),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(origin.calls(), 2);
+    let svc = cache().layer().layer(origin.clone());
+    send(&svc, get("/c")).await;
+    let (_, headers, _) = send(&svc, get("/c")).await;
+    assert_eq!(
+        headers["set-cookie"], "session=alice",
+        "replayed, by default, as the RFC allows"
+    );
+}

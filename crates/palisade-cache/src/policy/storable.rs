@@ -28,6 +28,9 @@ pub enum NotStorable {
     /// Nothing makes it reusable: no explicit expiration, no `public`, and a status with no
     /// heuristic lifetime — or no freshness at all and no validator to revalidate it with.
     NotReusable,
+    /// It sets a cookie, and the cache was told not to store those
+    /// (`HttpCache::store_set_cookie`).
+    SetCookie,
     /// Not a 200 to a request with a range or a precondition (`Range`, `If-Match`, …): it
     /// answers that request only (a 416 or 412 stored would be served to every client).
     Conditional,
@@ -60,6 +63,7 @@ impl NotStorable {
             NotStorable::VaryStar => "vary-star",
             NotStorable::NotReusable => "not-reusable",
             NotStorable::Conditional => "conditional",
+            NotStorable::SetCookie => "set-cookie",
         }
     }
 }
