@@ -3,6 +3,7 @@
 #   crates/palisade-bench/run-load.sh redis   # RedisStore vs redis-benchmark, same script
 #   crates/palisade-bench/run-load.sh http    # axum: bare vs palisade vs tower_governor (wrk)
 #   crates/palisade-bench/run-load.sh cache   # cached hits: edge-proxy vs nginx proxy_cache (wrk)
+#   crates/palisade-bench/run-load.sh fleet-misses  # 999 concurrent misses over 3 edge-proxies on Redis
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=target/release
@@ -87,9 +88,37 @@ cache_runs() {
     done
 }
 
+fleet_miss_runs() {
+    command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
+    cargo build --release -q -p palisade-examples --bin edge-proxy
+    local rounds=${ROUNDS:-3}
+    for round in $(seq 1 "$rounds"); do
+        python3 crates/palisade-bench/cache/slow_origin.py 3301 > /dev/null 2>&1 < /dev/null &
+        local origin=$!
+        local prefix="bench-fleet-$round-$RANDOM" pids=()
+        for i in 0 1 2; do
+            REDIS_URL=redis://127.0.0.1:6379 EDGE_REDIS_PREFIX="$prefix" EDGE_UPSTREAM=http://127.0.0.1:3301 \
+                EDGE_ADDR=127.0.0.1:$((3310 + i)) EDGE_ADMIN_ADDR=127.0.0.1:$((3320 + i)) RUST_LOG=error \
+                target/release/edge-proxy > /dev/null 2>&1 < /dev/null &
+            pids+=($!)
+        done
+        sleep 1
+        # 333 connections on each instance, all for one key (the same Host on all three).
+        for i in 0 1 2; do
+            wrk -t1 -c333 -d3s -H "Host: shop.example" "http://127.0.0.1:$((3310 + i))/hot" > /dev/null 2>&1 &
+        done
+        wait "$(jobs -p | tail -1)" 2>/dev/null || true
+        sleep 4
+        echo "round=$round concurrent_misses=999 instances=3 origin_requests=$(curl -s http://127.0.0.1:3301/count)"
+        kill "${pids[@]}" "$origin" 2>/dev/null || true
+        wait 2>/dev/null || true
+    done
+}
+
 case "${1:-all}" in
     redis) redis_runs ;;
     http) http_runs ;;
     cache) cache_runs ;;
+    fleet-misses) fleet_miss_runs ;;
     all) redis_runs; http_runs; cache_runs ;;
 esac
