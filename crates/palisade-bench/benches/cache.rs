@@ -1,5 +1,6 @@
 //! `CacheLayer` (memory store) per request: a hit against the bare origin service it
-//! replaces, and the pass-through cost of a response the cache may not store. 1 KiB bodies,
+//! replaces, the pass-through cost of a response the cache may not store, and the peer
+//! `tower-http-cache` 0.6 (moka, TTL from its configuration) hit in the same run. 1 KiB bodies,
 //! collected by the caller in every case.
 //!
 //! cargo bench -p palisade-bench --bench cache
@@ -99,6 +100,16 @@ fn cache(c: &mut Criterion) {
         c,
         "palisade CacheLayer pass-through (no-store)",
         cache.layer().layer(origin("no-store")),
+    );
+    let peer = tower_http_cache::prelude::CacheLayer::builder(
+        tower_http_cache::prelude::InMemoryBackend::new(10_000),
+    )
+    .ttl(Duration::from_secs(3600))
+    .build();
+    bench(
+        c,
+        "tower-http-cache 0.6 hit (moka)",
+        peer.layer(origin("max-age=3600")),
     );
 }
 
