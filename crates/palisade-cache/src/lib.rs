@@ -69,10 +69,10 @@
 //! | `policy/` | the pure rules (see its table) |
 //! | `cache.rs` | [`HttpCache`]: store, settings, flights, counters; purges |
 //! | `layer.rs`, `service.rs` | [`CacheLayer`], its service [`Caching`] |
-//! | `flow.rs` | one request: lookup, serve, revalidate, coalesce, forward, store |
+//! | `flow/` | one request: lookup, then serve, revalidate, coalesce, forward, store (see its table) |
 //! | `serve.rs` | responses built from stored entries; `Cache-Status` |
 //! | `entry.rs` | [`Entry`], a stored response |
-//! | `store/` | the [`Store`] trait, [`MemoryStore`], `RedisStore` (feature `redis`) with its codec and scripts (`scripts/*.lua`), `Either` |
+//! | `store/` | the [`Store`] trait, [`MemoryStore`] with its recent purges (`bans.rs`), `RedisStore` (feature `redis`) with its codec and scripts (`scripts/*.lua`), `Either` |
 //! | `cdn/` | the origin side: [`CdnPolicy`] and [`CdnHeadersLayer`] |
 //! | `coalesce.rs` | in-process request coalescing |
 //! | `clock.rs`, `stats.rs` | [`Clock`], [`CacheStats`] |
