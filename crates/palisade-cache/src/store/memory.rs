@@ -62,6 +62,9 @@ pub struct MemoryStore {
     evictions: CountEvictions,
     replacements: Arc<AtomicU64>,
     bans: Arc<Bans>,
+    /// Fetch claims of the caches sharing this store: key → (token, lease end).
+    claims:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, (String, tokio::time::Instant)>>>,
 }
 
 impl MemoryStore {
@@ -92,6 +95,7 @@ impl MemoryStore {
             evictions,
             replacements: Arc::default(),
             bans: Arc::default(),
+            claims: Arc::default(),
         }
     }
 
@@ -168,7 +172,50 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn claims(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, tokio::time::Instant)>>
+    {
+        self.claims.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Several caches may share one memory store (one `HttpCache` per router, say): fetch claims
+/// coalesce their misses as they coalesce a fleet's on Redis. Claims are bounded by the keys
+/// being fetched at once, and expire with their lease.
 impl Store for MemoryStore {
+    async fn claim_fetch(
+        &self,
+        key: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<String>, BackendError> {
+        let now = tokio::time::Instant::now();
+        let mut claims = self.claims();
+        if claims.get(key).is_some_and(|(_, until)| *until > now) {
+            return Ok(None);
+        }
+        claims.retain(|_, (_, until)| *until > now);
+        let token = format!("{:016x}", palisade_core::random::u64());
+        claims.insert(key.to_owned(), (token.clone(), now + lease));
+        Ok(Some(token))
+    }
+
+    async fn release_fetch(&self, key: &str, token: &str) {
+        let mut claims = self.claims();
+        if claims.get(key).is_some_and(|(t, _)| t == token) {
+            claims.remove(key);
+        }
+    }
+
+    async fn fetch_claimed(&self, key: &str) -> Result<bool, BackendError> {
+        let now = tokio::time::Instant::now();
+        Ok(self
+            .claims()
+            .get(key)
+            .is_some_and(|(_, until)| *until > now))
+    }
+
     fn stored_bytes(&self) -> Option<u64> {
         Some(self.bytes())
     }

@@ -1,7 +1,8 @@
-//! `RedisStore` on real servers, the same scenarios on fred and redis-rs, on one Redis and on
-//! a 3-master cluster: shared storage and variants, fleet-wide purges (hard, soft, by URL,
-//! surrogate key and all), coalescing across instances, a dead leader's claim, corrupt
-//! records, and a paused Redis.
+//! Stores shared by several caches, one suite for every store: `MemoryStore` shared by three
+//! caches in one process, and `RedisStore` on real servers — fred and redis-rs, on one Redis
+//! and on a 3-master cluster: shared storage and variants, purges seen by every cache (hard,
+//! soft, by URL, surrogate key and all), coalescing across caches, a dead leader's claim; then
+//! Redis only: corrupt records, a paused Redis, a fetch in flight during a purge.
 
 mod common;
 
@@ -15,20 +16,38 @@ use palisade_core::redis::{Arg, RedisClient};
 use palisade_testkit::{RedisCluster, RedisNode, TestRedis, connect_url, unique_prefix};
 use tower::Layer;
 
-fn instance<C: RedisClient>(client: C, prefix: &str) -> HttpCache<RedisStore<C>> {
-    HttpCache::new(
-        RedisStore::new(client)
-            .with_prefix(prefix)
-            .timeout(Duration::from_secs(2)),
-    )
-    .name("fleet")
-    .coalesce_wait(Duration::from_secs(5))
+fn instance<St: Store>(store: St) -> HttpCache<St> {
+    HttpCache::new(store)
+        .name("fleet")
+        .coalesce_wait(Duration::from_secs(5))
 }
 
-/// Runs each scenario (given three clients to one Redis, and a fresh prefix) on fred and
-/// redis-rs against the shared Redis, and on both clients against a 3-master cluster.
-macro_rules! on_every_client {
+fn on_redis<C: RedisClient>(clients: Vec<C>, prefix: &str) -> Vec<RedisStore<C>> {
+    clients
+        .into_iter()
+        .map(|c| {
+            RedisStore::new(c)
+                .with_prefix(prefix)
+                .timeout(Duration::from_secs(2))
+        })
+        .collect()
+}
+
+/// Runs each scenario (given three stores sharing their storage) on one `MemoryStore` shared
+/// by three caches, on fred and redis-rs against the shared Redis, and on both clients against
+/// a 3-master cluster.
+macro_rules! on_every_store {
     ($($scenario:ident),* $(,)?) => {
+        mod memory_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let shared = palisade_cache::MemoryStore::new(16 << 20);
+                    super::$scenario(vec![shared.clone(), shared.clone(), shared]).await;
+                }
+            )*
+        }
+
         mod fred_client {
             use super::*;
             $(
@@ -40,7 +59,7 @@ macro_rules! on_every_client {
                         redis.another_client().await,
                         redis.another_client().await,
                     ];
-                    super::$scenario(clients, &redis.prefix).await;
+                    super::$scenario(on_redis(clients, &redis.prefix)).await;
                 }
             )*
         }
@@ -52,7 +71,7 @@ macro_rules! on_every_client {
                 async fn $scenario() {
                     let redis = TestRedis::connect().await;
                     let clients = vec![redis.redis_rs().await, redis.redis_rs().await, redis.redis_rs().await];
-                    super::$scenario(clients, &redis.prefix).await;
+                    super::$scenario(on_redis(clients, &redis.prefix)).await;
                 }
             )*
         }
@@ -62,32 +81,28 @@ macro_rules! on_every_client {
             let cluster = RedisCluster::start();
             let (fred, redis_rs) = (cluster.client().await, cluster.redis_rs().await);
             $(
-                $scenario(vec![fred.clone(); 3], &unique_prefix("cluster")).await;
-                $scenario(vec![redis_rs.clone(); 3], &unique_prefix("cluster")).await;
+                $scenario(on_redis(vec![fred.clone(); 3], &unique_prefix("cluster"))).await;
+                $scenario(on_redis(vec![redis_rs.clone(); 3], &unique_prefix("cluster"))).await;
             )*
         }
     };
 }
 
-on_every_client!(
+on_every_store!(
     variants_are_shared_by_the_fleet,
     purges_are_seen_by_every_instance_when_they_return,
     concurrent_misses_across_instances_make_one_origin_request,
     a_dead_leaders_claim_only_delays_the_others_until_it_expires,
 );
 
-async fn variants_are_shared_by_the_fleet<C: RedisClient>(clients: Vec<C>, prefix: &str) {
+async fn variants_are_shared_by_the_fleet<St: Store>(stores: Vec<St>) {
     let origin = Origin::new(
         200,
         &[("cache-control", "max-age=60"), ("vary", "accept-language")],
         "hello",
     );
-    let a = instance(clients[0].clone(), prefix)
-        .layer()
-        .layer(origin.clone());
-    let b = instance(clients[1].clone(), prefix)
-        .layer()
-        .layer(origin.clone());
+    let a = instance(stores[0].clone()).layer().layer(origin.clone());
+    let b = instance(stores[1].clone()).layer().layer(origin.clone());
     let lang = |l: &str| {
         Request::get("http://example.com/v")
             .header("accept-language", l)
@@ -107,10 +122,7 @@ async fn variants_are_shared_by_the_fleet<C: RedisClient>(clients: Vec<C>, prefi
     assert_eq!(origin.calls(), 3);
 }
 
-async fn purges_are_seen_by_every_instance_when_they_return<C: RedisClient>(
-    clients: Vec<C>,
-    prefix: &str,
-) {
+async fn purges_are_seen_by_every_instance_when_they_return<St: Store>(stores: Vec<St>) {
     let origin = Origin::new(
         200,
         &[
@@ -120,10 +132,7 @@ async fn purges_are_seen_by_every_instance_when_they_return<C: RedisClient>(
         ],
         "item",
     );
-    let (a_cache, b_cache) = (
-        instance(clients[0].clone(), prefix),
-        instance(clients[1].clone(), prefix),
-    );
+    let (a_cache, b_cache) = (instance(stores[0].clone()), instance(stores[1].clone()));
     let a = a_cache.layer().layer(origin.clone());
     let b = b_cache.layer().layer(origin.clone());
     send(&a, get("/i")).await;
@@ -204,14 +213,11 @@ async fn eventually_hit<St: Store>(svc: &palisade_cache::Caching<Origin, St>, pa
     }
 }
 
-async fn concurrent_misses_across_instances_make_one_origin_request<C: RedisClient>(
-    clients: Vec<C>,
-    prefix: &str,
-) {
+async fn concurrent_misses_across_instances_make_one_origin_request<St: Store>(stores: Vec<St>) {
     let (origin, gate) = Origin::new(200, &[("cache-control", "max-age=60")], "once").gated();
-    let instances: Vec<_> = clients
+    let instances: Vec<_> = stores
         .iter()
-        .map(|c| instance(c.clone(), prefix).layer().layer(origin.clone()))
+        .map(|s| instance(s.clone()).layer().layer(origin.clone()))
         .collect();
     let calls: Vec<_> = (0..30)
         .map(|i| {
@@ -230,21 +236,16 @@ async fn concurrent_misses_across_instances_make_one_origin_request<C: RedisClie
     assert_eq!(origin.calls(), 1, "one origin request for the whole fleet");
 }
 
-async fn a_dead_leaders_claim_only_delays_the_others_until_it_expires<C: RedisClient>(
-    clients: Vec<C>,
-    prefix: &str,
-) {
+async fn a_dead_leaders_claim_only_delays_the_others_until_it_expires<St: Store>(stores: Vec<St>) {
     let origin = Origin::new(200, &[("cache-control", "max-age=60")], "late");
-    let dead = RedisStore::new(clients[0].clone()).with_prefix(prefix);
+    let dead = stores[0].clone();
     // An instance claimed the fetch, then died: its claim lives 400 ms.
     let token = dead
         .claim_fetch("http://example.com/dead", Duration::from_millis(400))
         .await
         .unwrap();
     assert!(token.is_some());
-    let svc = instance(clients[1].clone(), prefix)
-        .layer()
-        .layer(origin.clone());
+    let svc = instance(stores[1].clone()).layer().layer(origin.clone());
     let started = Instant::now();
     let (status, headers, _) = send(&svc, get("/dead")).await;
     assert_eq!(status, StatusCode::OK);
@@ -326,7 +327,7 @@ async fn a_fetch_in_flight_during_a_purge_does_not_bring_the_old_response_back()
             "old",
         )
         .gated();
-        let cache = instance(redis.another_client().await, &prefix);
+        let cache = instance(on_redis(vec![redis.another_client().await], &prefix).remove(0));
         let svc = cache.layer().layer(origin.clone());
         let in_flight = {
             let svc = svc.clone();
