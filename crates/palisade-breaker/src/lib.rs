@@ -74,35 +74,52 @@
 //!   [`CircuitBreaker::subscribe`] for transitions as values. Nothing is allocated per call.
 //!
 //! Metric handles are registered when the breaker is created: install the recorder first.
+//!
+//! Without the default `layer` feature the crate is only the pure state machine ([`state`],
+//! [`decide`]), the policies and the classifiers, and builds without tokio (for edge runtimes;
+//! checked in CI).
 #![warn(missing_docs)]
 
+#[cfg(feature = "layer")]
 mod breaker;
 pub mod classify;
 pub mod decide;
 #[cfg(feature = "redis")]
 pub mod fleet;
+#[cfg(feature = "layer")]
 mod future;
+#[cfg(feature = "layer")]
 mod keyed;
+#[cfg(feature = "layer")]
 mod layer;
+#[cfg(feature = "layer")]
 mod permit;
 mod policy;
 mod rejection;
+#[cfg(feature = "layer")]
 mod service;
 pub mod state;
+#[cfg(feature = "layer")]
 mod window;
 
+#[cfg(feature = "layer")]
 pub use breaker::{CircuitBreaker, Snapshot, Transition};
 pub use classify::{Classify, ClassifyFn, ErrorsAreFailures, GrpcFailures, HttpFailures};
 #[cfg(feature = "redis")]
 pub use fleet::Fleet;
+#[cfg(feature = "layer")]
 pub use future::ResponseFuture;
+#[cfg(feature = "layer")]
 pub use keyed::{BreakerRegistry, KeyedBreaker, KeyedCircuitBreakerLayer, UriAuthority};
+#[cfg(feature = "layer")]
 pub use layer::CircuitBreakerLayer;
+#[cfg(feature = "layer")]
 pub use permit::Permit;
 pub use policy::{
     BreakerPolicy, BreakerPolicyBuilder, BreakerPolicyConfig, OpenConfig, OpenDuration,
     PolicyError, Window, WindowConfig,
 };
 pub use rejection::{AsError, CircuitOpen, OnOpen, Respond};
+#[cfg(feature = "layer")]
 pub use service::Breaker;
 pub use state::{Outcome, State};

@@ -53,6 +53,7 @@ pub enum State {
 }
 
 impl State {
+    #[cfg(feature = "layer")]
     pub(crate) const ALL: [State; 6] = [
         State::Closed,
         State::Open,

@@ -67,7 +67,7 @@ pub fn is_transient(error: &(dyn StdError + 'static)) -> bool {
     }
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.is::<AttemptTimedOut>() || e.is::<tokio::time::error::Elapsed>() {
+        if e.is::<AttemptTimedOut>() || is_tokio_timeout(e) {
             return true;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
@@ -85,6 +85,18 @@ pub fn is_transient(error: &(dyn StdError + 'static)) -> bool {
         }
         current = e.source();
     }
+    false
+}
+
+/// Whether `e` is tokio's own timeout error (a `tokio::time::timeout` around the call).
+#[cfg(feature = "layer")]
+fn is_tokio_timeout(e: &(dyn StdError + 'static)) -> bool {
+    e.is::<tokio::time::error::Elapsed>()
+}
+
+/// Without tokio there is no tokio timeout to recognise.
+#[cfg(not(feature = "layer"))]
+fn is_tokio_timeout(_: &(dyn StdError + 'static)) -> bool {
     false
 }
 

@@ -55,16 +55,24 @@
 //! (logical calls that were retryable), `palisade_retry_retries_total`,
 //! `palisade_retry_budget_exhausted_total`; `tracing` debug events under `palisade::retry` with
 //! the attempt number, delay and reason; [`RetryLayer::subscribe`] for retries as values.
+//!
+//! Without the default `layer` feature the crate is only the pure [`decide`], [`RetryPolicy`]
+//! and the classifiers, and builds without tokio (for edge runtimes; checked in CI).
 #![warn(missing_docs)]
 
 pub use palisade_core::backoff;
+#[cfg(feature = "layer")]
 mod budget;
 pub mod classify;
 pub mod decide;
+#[cfg(feature = "layer")]
 mod future;
+#[cfg(feature = "layer")]
 mod layer;
 mod policy;
+#[cfg(feature = "layer")]
 mod service;
+#[cfg(feature = "layer")]
 mod shared;
 
 use std::time::Duration;
@@ -75,11 +83,15 @@ pub use backoff::Jitter;
 /// what was read, then the rest of the stream (or its error), sent once. Core's
 /// [`PrefixedBody`](palisade_core::body::PrefixedBody), shared with the idempotency layer.
 pub type ReplayBody<B> = palisade_core::body::PrefixedBody<B>;
+#[cfg(feature = "layer")]
 pub use budget::RetryBudget;
 pub use classify::{HttpRetry, RetryClassify, RetryDecision};
+#[cfg(feature = "layer")]
 pub use future::ResponseFuture;
+#[cfg(feature = "layer")]
 pub use layer::{RetryEvent, RetryLayer};
 pub use policy::RetryPolicy;
+#[cfg(feature = "layer")]
 pub use service::{Retry, is_idempotent};
 
 /// An attempt ran out of its per-attempt timeout (or of the overall deadline).
