@@ -98,18 +98,27 @@
 //! - `palisade_ratelimit_decisions_total{policy, outcome=allowed|rejected|shadow_rejected}`
 //! - `palisade_backend_errors_total{layer="ratelimit", policy=fail_open|fail_closed}`
 //! - `tracing` events under the `palisade::ratelimit` and `palisade::backend` targets.
+//!
+//! Without the default `layer` feature the crate is only the pure algorithms, policies,
+//! decisions and headers, and builds without tokio (for edge runtimes; checked in CI).
 #![warn(missing_docs)]
+// Helpers the stores use (memory and Redis need the `layer` feature) are unused without them.
+#![cfg_attr(not(feature = "layer"), allow(dead_code))]
 
 pub mod algorithm;
 mod decision;
 mod error;
+#[cfg(feature = "layer")]
 mod future;
 pub mod headers;
+#[cfg(feature = "layer")]
 mod layer;
+#[cfg(feature = "layer")]
 mod limiter;
 mod policy;
 mod rejection;
 mod select;
+#[cfg(feature = "layer")]
 mod service;
 mod sf;
 pub mod store;
@@ -117,15 +126,21 @@ mod verdict;
 
 pub use algorithm::{Algorithm, FixedWindow, Gcra, SlidingWindowLog, TokenBucket};
 pub use decision::{Decision, LimitOutcome};
+#[cfg(feature = "layer")]
 pub use future::ResponseFuture;
+#[cfg(feature = "layer")]
 pub use layer::{CostFn, RateLimitLayer, RateLimitLayerBuilder};
+#[cfg(feature = "layer")]
 pub use limiter::{MAX_COST, RateLimiter};
 pub use policy::{
     Limit, LimitConfig, MAX_LIMITS, Policy, PolicyBuilder, PolicyConfig, PolicyError,
 };
 pub use rejection::{QUOTA_EXCEEDED, RateLimited};
 pub use select::{SelectPolicy, Tiers};
+#[cfg(feature = "layer")]
 pub use service::RateLimit;
+#[cfg(feature = "layer")]
+pub use store::MemoryStore;
+pub use store::RateLimitStore;
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
-pub use store::{MemoryStore, RateLimitStore};

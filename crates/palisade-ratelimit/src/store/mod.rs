@@ -2,12 +2,14 @@
 //! [`RedisStore`](redis::RedisStore).
 
 mod either;
+#[cfg(feature = "layer")]
 mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
 use std::future::Future;
 
+#[cfg(feature = "layer")]
 pub use memory::MemoryStore;
 use palisade_core::{BackendError, key::Key};
 
