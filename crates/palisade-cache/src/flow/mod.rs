@@ -63,7 +63,7 @@ struct Asked {
 
 pub(crate) async fn respond<S, St, ReqB, ResB>(
     cache: HttpCache<St>,
-    mut inner: S,
+    inner: S,
     request: Request<ReqB>,
 ) -> Answer<ResB, S::Error>
 where
@@ -80,14 +80,7 @@ where
     // resource it is, so it stays out of the way.
     if request.uri().authority().is_none() && !valid_host(request.headers().get(header::HOST)) {
         shared.stats.record(Event::Bypassed);
-        let response = inner.call(request).await?;
-        let status = CacheStatus {
-            fwd: Some(Forward::Bypass),
-            fwd_status: Some(response.status().as_u16()),
-            detail: Some("no-host"),
-            ..Default::default()
-        };
-        return Ok(mark(response.map(PrefixedBody::streamed), shared, &status));
+        return pass_through(shared, inner, request, Forward::Bypass, Some("no-host")).await;
     }
     let key = primary_key(request.uri(), request.headers().get(header::HOST));
     if method != Method::GET && method != Method::HEAD {
@@ -96,42 +89,24 @@ where
     let directives = RequestDirectives::from_headers(request.headers());
     if directives.no_store {
         shared.stats.record(Event::Bypassed);
-        let response = inner.call(request).await?;
-        let status = CacheStatus {
-            fwd: Some(Forward::Request),
-            fwd_status: Some(response.status().as_u16()),
-            ..Default::default()
-        };
-        return Ok(mark(response.map(PrefixedBody::streamed), shared, &status));
+        return pass_through(shared, inner, request, Forward::Request, None).await;
     }
     let variants = match shared.store.get(&key, &shared.config.policy).await {
         Ok(variants) => variants,
         Err(error) => {
             tracing::warn!(target: "palisade::cache", %error, "cache store unavailable: passing the request through");
             shared.stats.record(Event::StoreError);
-            let response = inner.call(request).await?;
-            let status = CacheStatus {
-                fwd: Some(Forward::Miss),
-                fwd_status: Some(response.status().as_u16()),
-                detail: Some("store-unavailable"),
-                ..Default::default()
-            };
-            return Ok(mark(response.map(PrefixedBody::streamed), shared, &status));
+            let detail = Some("store-unavailable");
+            return pass_through(shared, inner, request, Forward::Miss, detail).await;
         }
     };
     let selected = variants
         .iter()
         .find(|e| e.selection().matches(request.headers()))
         .cloned();
-    let asked = Asked {
-        method,
-        headers: request.headers().clone(),
-        directives,
-        key,
-    };
     match selected {
-        Some(entry) => from_stored(&cache, inner, request, asked, entry).await,
-        None if asked.directives.only_if_cached => {
+        Some(entry) => from_stored(&cache, inner, request, directives, key, entry).await,
+        None if directives.only_if_cached => {
             let status = CacheStatus {
                 detail: Some("only-if-cached"),
                 ..Default::default()
@@ -144,9 +119,36 @@ where
             } else {
                 Forward::VaryMiss
             };
+            let asked = Asked {
+                method,
+                headers: request.headers().clone(),
+                directives,
+                key,
+            };
             miss(&cache, inner, request, asked, why).await
         }
     }
+}
+
+/// Forwards the request untouched and streams the answer back, saying why in `Cache-Status`.
+async fn pass_through<S, St, ReqB, ResB>(
+    shared: &crate::cache::Inner<St>,
+    mut inner: S,
+    request: Request<ReqB>,
+    why: Forward,
+    detail: Option<&'static str>,
+) -> Answer<ResB, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    let response = inner.call(request).await?;
+    let status = CacheStatus {
+        fwd: Some(why),
+        fwd_status: Some(response.status().as_u16()),
+        detail,
+        ..Default::default()
+    };
+    Ok(mark(response.map(PrefixedBody::streamed), shared, &status))
 }
 
 /// Whether `Host` names an authority (`host[:port]`, nothing else).

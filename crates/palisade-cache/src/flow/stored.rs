@@ -15,7 +15,8 @@ pub(super) async fn from_stored<S, St, ReqB, ResB>(
     cache: &HttpCache<St>,
     mut inner: S,
     request: Request<ReqB>,
-    asked: Asked,
+    directives: RequestDirectives,
+    key: String,
     entry: Arc<Entry>,
 ) -> Answer<ResB, S::Error>
 where
@@ -28,16 +29,17 @@ where
 {
     let shared = &cache.inner;
     let now = shared.config.clock.now();
-    let decision = decide(&entry.view(), &asked.directives, now);
+    let decision = decide(&entry.view(), &directives, now);
+    let method = request.method().clone();
     // Aged as of when it is sent: after a failed origin call, that is later than `now`.
-    let serve_stored = |status: &CacheStatus| {
+    let serve_stored = |headers: &HeaderMap, status: &CacheStatus| {
         let view = entry.view();
         let age = current_age(
             view.initial_age,
             view.response_time,
             shared.config.clock.now(),
         );
-        let response = from_entry(&entry, &asked.method, &asked.headers, age, false);
+        let response = from_entry(&entry, &method, headers, age, false);
         mark(response, shared, status)
     };
     let (why, stale_if_error) = match decision.reuse {
@@ -46,20 +48,26 @@ where
             if decision.ttl < 0 {
                 shared.stats.record(Event::StaleServed);
             }
-            return Ok(serve_stored(&CacheStatus::hit(decision.ttl)));
+            return Ok(serve_stored(
+                request.headers(),
+                &CacheStatus::hit(decision.ttl),
+            ));
         }
         Reuse::ServeStaleAndRevalidate => {
             shared.stats.record(Event::Hit);
             shared.stats.record(Event::StaleServed);
-            revalidate_in_background(cache, inner, &request, &asked.key, &entry);
-            return Ok(serve_stored(&CacheStatus::hit(decision.ttl)));
+            revalidate_in_background(cache, inner, &request, &key, &entry);
+            return Ok(serve_stored(
+                request.headers(),
+                &CacheStatus::hit(decision.ttl),
+            ));
         }
         Reuse::Revalidate {
             why,
             stale_if_error,
         } => (why, stale_if_error),
     };
-    if asked.directives.only_if_cached {
+    if directives.only_if_cached {
         let status = CacheStatus {
             detail: Some("only-if-cached"),
             ..Default::default()
@@ -69,6 +77,15 @@ where
     let fwd = match why {
         RevalidateWhy::Request => Forward::Request,
         RevalidateWhy::Stale | RevalidateWhy::NoCache => Forward::Stale,
+    };
+    // Going to the origin: the request's fields are needed after it is sent (only here — a
+    // hit does not copy them).
+    let (mut parts, body) = request.into_parts();
+    let asked = Asked {
+        method: method.clone(),
+        headers: parts.headers.clone(),
+        directives,
+        key,
     };
     // One revalidation per key at a time: when a popular response goes stale, the others wait
     // for it and are served what it freshened (a client's own `no-cache` asks for a
@@ -97,7 +114,6 @@ where
         && !entry.policy().directives.forbids_stale()
         && staleness <= shared.config.stale_when_disconnected.as_secs();
     let conditional = has_validator(entry.headers());
-    let (mut parts, body) = request.into_parts();
     if conditional {
         make_conditional(&mut parts.headers, entry.headers());
     }
@@ -130,14 +146,17 @@ where
         }
         Ok(response) if stale_if_error && fails(response.status()) => {
             shared.stats.record(Event::StaleServed);
-            Ok(serve_stored(&stale_status(
-                Some(response.status().as_u16()),
-                Some("stale-if-error"),
-            )))
+            Ok(serve_stored(
+                &asked.headers,
+                &stale_status(Some(response.status().as_u16()), Some("stale-if-error")),
+            ))
         }
         Err(_) if stale_if_error => {
             shared.stats.record(Event::StaleServed);
-            Ok(serve_stored(&stale_status(None, Some("stale-if-error"))))
+            Ok(serve_stored(
+                &asked.headers,
+                &stale_status(None, Some("stale-if-error")),
+            ))
         }
         // The origin cannot be reached: a disconnected cache may serve stale unless the
         // response forbids it (RFC 9111 §4.2.4), within `stale_when_disconnected`.
@@ -145,14 +164,17 @@ where
             if response.extensions().get::<OriginUnreachable>().is_some() && disconnected_ok =>
         {
             shared.stats.record(Event::StaleServed);
-            Ok(serve_stored(&stale_status(
-                Some(response.status().as_u16()),
-                Some("disconnected"),
-            )))
+            Ok(serve_stored(
+                &asked.headers,
+                &stale_status(Some(response.status().as_u16()), Some("disconnected")),
+            ))
         }
         Err(_) if disconnected_ok => {
             shared.stats.record(Event::StaleServed);
-            Ok(serve_stored(&stale_status(None, Some("disconnected"))))
+            Ok(serve_stored(
+                &asked.headers,
+                &stale_status(None, Some("disconnected")),
+            ))
         }
         Err(error) => Err(error),
         Ok(response) => {
