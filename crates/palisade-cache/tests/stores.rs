@@ -13,7 +13,9 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use palisade_cache::{HttpCache, PurgeMode, Store, store::RedisStore};
 use palisade_core::redis::{Arg, RedisClient};
-use palisade_testkit::{RedisCluster, RedisNode, TestRedis, connect_url, unique_prefix};
+use palisade_testkit::{
+    FaultMode, FaultProxy, RedisCluster, RedisNode, TestRedis, connect_url, unique_prefix,
+};
 use tower::Layer;
 
 fn instance<St: Store>(store: St) -> HttpCache<St> {
@@ -355,4 +357,36 @@ async fn a_fetch_in_flight_during_a_purge_does_not_bring_the_old_response_back()
         let (_, headers, body) = send(&svc, get("/f")).await;
         assert_eq!(body.as_ref(), b"new", "by_url={by_url}: {headers:?}");
     }
+}
+
+/// A fetch claim whose reply comes after the store's timeout may still land: it is given back
+/// by its token (nobody else's claim is touched), so other instances are not held for the
+/// whole lease by a claim nobody will release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_lands_after_its_timeout_is_given_back() {
+    let node = RedisNode::start();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], node.port()).into()).await;
+    let slow = RedisStore::new(
+        connect_url(&proxy.redis_url(), Duration::from_secs(3))
+            .await
+            .unwrap(),
+    )
+    .timeout(Duration::from_millis(50));
+    let direct = RedisStore::new(node.client().await).timeout(Duration::from_secs(2));
+    proxy.set(FaultMode::Latency(Duration::from_millis(200)));
+    let claimed = slow
+        .claim_fetch("http://example.com/k", Duration::from_secs(30))
+        .await;
+    assert!(
+        matches!(claimed, Err(palisade_core::BackendError::Timeout(_))),
+        "{claimed:?}"
+    );
+    // The SET lands ~200 ms after it was sent, the compensation ~50 ms after that (both through
+    // the same delayed connection). Real network time: wait until both must have landed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !direct.fetch_claimed("http://example.com/k").await.unwrap(),
+        "the late claim was never given back: others would wait its whole lease"
+    );
+    proxy.set(FaultMode::Pass);
 }
