@@ -67,13 +67,18 @@ where
     status.collapsed = collapsed;
     let answer = store_response(cache, &asked, sent, response, status).await;
     // The response is stored (or known not storable): waiters here and elsewhere may look.
-    drop(claim);
+    // Given back before answering, not in the background: the next miss for this key here
+    // would otherwise find the claim still held and wait a polling interval for nothing.
+    if let Some(claim) = claim {
+        claim.release().await;
+    }
     drop(flight);
     Ok(answer)
 }
 
-/// A fetch claim on a shared store, given back when dropped — the response stored, or the
-/// leader's future dropped mid-fetch — so other instances stop waiting at once.
+/// A fetch claim on a shared store, given back once the response is stored
+/// ([`Claim::release`]), or in the background when the leader's future is dropped mid-fetch —
+/// so other instances stop waiting at once.
 struct Claim<St: Store> {
     store: St,
     key: String,
@@ -86,6 +91,14 @@ impl<St: Store> Claim<St> {
             store,
             key: key.to_owned(),
             token,
+        }
+    }
+
+    /// Gives the claim back now (dropping it does so in the background).
+    async fn release(mut self) {
+        let token = std::mem::take(&mut self.token);
+        if !token.is_empty() {
+            self.store.release_fetch(&self.key, &token).await;
         }
     }
 }
