@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_bulkhead::{FleetError, FleetSemaphore};
+use palisade_bulkhead::{FleetError, FleetPermit, FleetSemaphore};
 use palisade_core::redis::RedisClient;
 use palisade_testkit::{
     FaultMode, FaultProxy, RedisCluster, RedisNode, TestRedis, connect_url, unique_prefix,
@@ -169,20 +169,30 @@ async fn a_dead_instance_gives_its_permits_back_when_the_leases_expire<C: RedisC
         Err(FleetError::Full { retry_after }) => assert!(retry_after <= Duration::from_millis(400)),
         other => panic!("expected Full, got {other:?}"),
     }
-    // The leases end by Redis' clock: wait on that (bounded), not on a fixed sleep.
-    let mut a = None;
-    for _ in 0..100 {
-        if let Ok(permit) = instances[1].try_acquire().await {
-            a = Some(permit);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let a = a.expect("the dead instance's leases expire");
-    let b = instances[2].try_acquire().await.unwrap();
+    // The leases end by Redis' clock: wait on that (bounded), not on a fixed sleep. The two
+    // leases were taken one round trip apart, so they end one round trip apart too.
+    let a = acquire_within(&instances[1], Duration::from_secs(2)).await;
+    let b = acquire_within(&instances[2], Duration::from_secs(2)).await;
     assert!(instances[2].try_acquire().await.is_err());
     a.release().await;
     b.release().await;
+}
+
+/// Polls `semaphore` until it grants a permit, for at most `bound` of real time.
+async fn acquire_within<C: RedisClient>(
+    semaphore: &FleetSemaphore<C>,
+    bound: Duration,
+) -> FleetPermit<C> {
+    let until = Instant::now() + bound;
+    loop {
+        match semaphore.try_acquire().await {
+            Ok(permit) => return permit,
+            Err(FleetError::Full { .. }) if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(other) => panic!("no permit within {bound:?}: {other}"),
+        }
+    }
 }
 
 async fn renewal_keeps_a_long_call_in_its_slot<C: RedisClient>(
