@@ -28,6 +28,7 @@ pub mod faults;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod metrics;
+mod nats;
 mod node;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -47,6 +48,7 @@ use fred::{
     },
 };
 
+pub use nats::{NatsServer, nats_url};
 pub use node::{RedisCluster, RedisNode};
 #[cfg(feature = "postgres")]
 pub use postgres::{TestPostgres, database_url};

@@ -271,7 +271,7 @@ impl RedisCluster {
 /// ephemeral port can connect *to itself* — TCP simultaneous open — and hold the port, so the
 /// node cannot restart: seen as "Address already in use" in CI.) Cluster nodes also need
 /// port + 10000 (the bus) free and outside the range.
-fn free_port(cluster: bool) -> u16 {
+pub(crate) fn free_port(cluster: bool) -> u16 {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
