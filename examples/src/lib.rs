@@ -1,5 +1,6 @@
 //! Pieces the example binaries share with their tests.
 
+pub mod problem;
 pub mod redis;
 pub mod serve;
 

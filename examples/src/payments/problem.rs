@@ -1,18 +1,9 @@
 //! RFC 9457 problem+json answers for the handlers' own errors (the layers render theirs).
 
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use palisade::ProblemDetails;
-
-fn respond(problem: ProblemDetails) -> Response {
-    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, problem.to_bytes()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
-}
+pub use palisade_examples::problem::{method_not_allowed, respond};
 
 /// 400 / 413 / 415 / 422: the request itself is wrong.
 pub fn invalid(status: StatusCode, detail: &str) -> Response {
@@ -83,47 +74,9 @@ pub fn unavailable(detail: &str) -> Response {
     response
 }
 
-/// 408: the request did not arrive in time.
-pub fn timeout(detail: &str) -> Response {
-    respond(
-        ProblemDetails::new(StatusCode::REQUEST_TIMEOUT)
-            .with_type(
-                "https://palisade.rs/problems/request-timeout",
-                "Request timeout",
-            )
-            .with_detail(detail),
-    )
-}
-
 /// 404: no such route.
 pub fn not_found() -> Response {
-    respond(
-        ProblemDetails::new(StatusCode::NOT_FOUND)
-            .with_type("https://palisade.rs/problems/not-found", "Not found")
-            .with_detail("There is no such route; see the HTTP contract in examples/README.md."),
-    )
-}
-
-/// 405: the route exists, the method does not.
-pub fn method_not_allowed() -> Response {
-    respond(
-        ProblemDetails::new(StatusCode::METHOD_NOT_ALLOWED)
-            .with_type(
-                "https://palisade.rs/problems/method-not-allowed",
-                "Method not allowed",
-            )
-            .with_detail("This route does not answer that method."),
-    )
-}
-
-/// 414 / 431: the request's target or header block is too large.
-pub fn head_too_large(status: StatusCode, detail: &str) -> Response {
-    respond(
-        ProblemDetails::new(status)
-            .with_type(
-                "https://palisade.rs/problems/request-head-too-large",
-                "Request head too large",
-            )
-            .with_detail(detail),
+    palisade_examples::problem::not_found(
+        "There is no such route; see the HTTP contract in examples/README.md.",
     )
 }
