@@ -92,6 +92,8 @@ mod stats;
 
 #[cfg(feature = "nats")]
 pub mod jetstream;
+#[cfg(feature = "redis")]
+pub mod redis_streams;
 
 pub use consumer_dead_letters::{ConsumerDeadLetters, Parked};
 pub use dead_letter::{DeadLetter, DeadLetters};
