@@ -35,3 +35,13 @@ pub trait Sink: Send + Sync + 'static {
         events: &[OutboxEvent],
     ) -> impl Future<Output = Vec<Result<(), SinkError>>> + Send;
 }
+
+/// A sink chosen at run time (JetStream or Redis Streams, say): delegates to the side it holds.
+impl<L: Sink, R: Sink> Sink for palisade_core::Either<L, R> {
+    async fn publish(&self, events: &[OutboxEvent]) -> Vec<Result<(), SinkError>> {
+        match self {
+            palisade_core::Either::Left(sink) => sink.publish(events).await,
+            palisade_core::Either::Right(sink) => sink.publish(events).await,
+        }
+    }
+}

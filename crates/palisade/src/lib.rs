@@ -106,6 +106,13 @@ pub mod cache {
     pub use palisade_cache::*;
 }
 
+/// The transactional outbox: [`Outbox`](outbox::Outbox), [`Relay`](outbox::Relay), sinks for
+/// NATS JetStream and Redis Streams, and the [`InboxLayer`](outbox::InboxLayer).
+#[cfg(feature = "outbox")]
+pub mod outbox {
+    pub use palisade_outbox::*;
+}
+
 /// Distributed locks: [`Locker`](lock::Locker) backends and [`LockLayer`](lock::LockLayer).
 #[cfg(feature = "lock")]
 pub mod lock {

@@ -13,7 +13,6 @@ use palisade_core::backoff::{self, Jitter};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use super::MSG_ID;
 use crate::{
     consumer_dead_letters::{ConsumerDeadLetters, Parked},
     error::OutboxError,
@@ -205,7 +204,7 @@ impl<M: DeserializeOwned + Send + 'static> JetStreamConsumer<M> {
         let msg_id = message
             .headers
             .as_ref()
-            .and_then(|h| h.get(MSG_ID))
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
             .map(|v| v.as_str().to_owned())
             .unwrap_or_else(|| format!("stream-seq-{position}"));
         let envelope: Envelope<M> = match serde_json::from_slice(&message.payload) {

@@ -10,7 +10,7 @@ use async_nats::{
     },
 };
 
-use super::{AGGREGATE_ID, AGGREGATE_TYPE, EVENT_TYPE, MSG_ID, SEQUENCE};
+use super::{AGGREGATE_ID, AGGREGATE_TYPE, EVENT_TYPE, SEQUENCE};
 use crate::{
     event::OutboxEvent,
     sink::{Sink, SinkError},
@@ -54,7 +54,7 @@ impl JetStreamSink {
         for (name, value) in &event.headers {
             headers.insert(name.as_str(), value.as_str());
         }
-        headers.insert(MSG_ID, event.id.as_str());
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id.as_str());
         headers.insert(AGGREGATE_ID, event.aggregate_id.as_str());
         headers.insert(AGGREGATE_TYPE, event.aggregate_type.as_str());
         headers.insert(SEQUENCE, event.sequence.to_string());
