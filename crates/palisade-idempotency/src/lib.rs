@@ -128,7 +128,7 @@ pub mod store;
 pub use body::IdempotencyBody;
 pub use body::InnerBody;
 pub use client_key::idempotency_key_for;
-pub use dedup::{Deduplicator, Processed};
+pub use dedup::{DedupError, Deduplicator, Processed};
 pub use fingerprint::Fingerprint;
 pub use future::ResponseFuture;
 pub use layer::IdempotencyLayer;

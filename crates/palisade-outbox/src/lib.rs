@@ -99,7 +99,10 @@ pub use consumer_dead_letters::{ConsumerDeadLetters, Parked};
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use error::OutboxError;
 pub use event::{Envelope, MAX_NAME_LEN, NewEvent, OutboxEvent};
-pub use inbox::{Handled, Inbox, InboxError, InboxLayer, InboxTransaction, TransactionFinished};
+pub use inbox::{
+    Dedup, DedupHandlerError, DedupLayer, Handled, Inbox, InboxError, InboxLayer, InboxTransaction,
+    TransactionFinished,
+};
 pub use message::Message;
 pub use outbox::{Enqueued, Outbox};
 pub use relay::{BatchReport, Relay, RelayConfig};

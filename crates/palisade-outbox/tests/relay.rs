@@ -309,3 +309,25 @@ impl Stop {
         }
     }
 }
+
+/// Published rows past retention are deleted; pending ones never are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_deletes_only_published_rows_past_retention() {
+    let db = Db::new().await;
+    let sink = RecordingSink::default();
+    let mut config = config();
+    config.retention = Some(Duration::from_millis(1));
+    let relay = Relay::new(db.pool().clone(), db.schema.clone(), sink.clone(), config);
+    for i in 0..3 {
+        db.write(&format!("o-{i}"), "order.placed", false).await;
+    }
+    drain(&db, &relay).await;
+    sink.unavailable.store(true, Ordering::SeqCst);
+    db.write("o-9", "order.placed", false).await;
+    relay.relay_batch().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(relay.prune().await.unwrap(), 3);
+    let stats = OutboxStats::read(db.pool(), &db.schema).await.unwrap();
+    assert_eq!((stats.pending, stats.published), (1, 0));
+    assert!(stats.oldest_pending_age > Duration::ZERO);
+}
