@@ -4,6 +4,7 @@
 #   crates/palisade-bench/run-load.sh http    # axum: bare vs palisade vs tower_governor (wrk)
 #   crates/palisade-bench/run-load.sh cache   # cached hits: edge-proxy vs nginx proxy_cache (wrk)
 #   crates/palisade-bench/run-load.sh fleet-misses  # 999 concurrent misses over 3 edge-proxies on Redis
+#   crates/palisade-bench/run-load.sh outbox  # relays, latency, inbox vs PostgreSQL and JetStream alone
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=target/release
@@ -115,10 +116,28 @@ fleet_miss_runs() {
     done
 }
 
+# The outbox against the machine's limits, interleaved per round: PostgreSQL insert+commit and
+# JetStream publish alone, then relays (1 and 4) draining 20 000 events, commit-to-broker
+# latency at 200 and 1000 events/s, and the inbox's cost per message.
+outbox_runs() {
+    cargo build --release -q -p palisade-bench --bin outbox_load
+    local rounds=${ROUNDS:-3}
+    for round in $(seq 1 "$rounds"); do
+        echo "round=$round $("$bin/outbox_load" pg 4000 8)"
+        echo "round=$round $("$bin/outbox_load" jetstream 20000)"
+        echo "round=$round $("$bin/outbox_load" relay 20000 1)"
+        echo "round=$round $("$bin/outbox_load" relay 20000 4)"
+        echo "round=$round $("$bin/outbox_load" latency 200 10)"
+        echo "round=$round $("$bin/outbox_load" latency 1000 10)"
+        echo "round=$round $("$bin/outbox_load" inbox 2000)"
+    done
+}
+
 case "${1:-all}" in
     redis) redis_runs ;;
     http) http_runs ;;
     cache) cache_runs ;;
     fleet-misses) fleet_miss_runs ;;
+    outbox) outbox_runs ;;
     all) redis_runs; http_runs; cache_runs ;;
 esac
