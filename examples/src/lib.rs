@@ -5,6 +5,17 @@ pub mod redis;
 pub mod serve;
 
 use bytes::{Buf, BufMut};
+
+/// Logs to stderr, filtered by `RUST_LOG` (else `default_filter`).
+pub fn init_tracing(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
 use serde_json::Value;
 use tonic::{
     Status,

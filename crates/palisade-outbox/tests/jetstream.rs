@@ -293,13 +293,7 @@ async fn the_consumer_processes_each_event_once_and_parks_what_it_cannot() {
     let stream = ensure_stream(&context, "ORDERS", "orders", Duration::from_secs(120))
         .await
         .unwrap();
-    sqlx::query(&format!(
-        "CREATE TABLE {}.effects (event_id text NOT NULL, aggregate text NOT NULL)",
-        db.schema
-    ))
-    .execute(db.pool())
-    .await
-    .unwrap();
+    common::create_effects(&db).await;
     let mut ids = Vec::new();
     for i in 0..10 {
         ids.push(db.write(&format!("o-{i}"), "order.placed", false).await);
@@ -322,35 +316,7 @@ async fn the_consumer_processes_each_event_once_and_parks_what_it_cannot() {
         .await
         .unwrap();
 
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let schema = db.schema.clone();
-    let handler = {
-        let attempts = attempts.clone();
-        let always_fails = always_fails.clone();
-        tower::service_fn(move |message: Message<serde_json::Value>| {
-            let (attempts, always_fails, schema) =
-                (attempts.clone(), always_fails.clone(), schema.clone());
-            async move {
-                let tx = message.transaction().expect("inside the inbox");
-                let mut db = tx.lock().await.map_err(|e| e.to_string())?;
-                sqlx::query(&format!(
-                    "INSERT INTO {schema}.effects (event_id, aggregate) VALUES ($1, $2)"
-                ))
-                .bind(message.event_id())
-                .bind(&message.envelope.aggregate_id)
-                .execute(&mut *db)
-                .await
-                .map_err(|e| e.to_string())?;
-                // Fail after writing: the write must roll back with the inbox record.
-                if message.event_id() == always_fails
-                    || (message.delivery < 3 && attempts.fetch_add(1, Ordering::SeqCst) % 3 == 0)
-                {
-                    return Err(format!("handler failed on delivery {}", message.delivery));
-                }
-                Ok::<_, String>(())
-            }
-        })
-    };
+    let handler = common::flaky_effects(db.schema.clone(), always_fails.clone());
     let service = ServiceBuilder::new()
         .layer(InboxLayer::new(
             db.pool().clone(),
@@ -366,27 +332,9 @@ async fn the_consumer_processes_each_event_once_and_parks_what_it_cannot() {
         ConsumerDeadLetters::new(db.pool().clone(), &db.schema),
     );
     let dead_letters = ConsumerDeadLetters::new(db.pool().clone(), &db.schema);
-    let done = async {
-        for _ in 0..300 {
-            let effects: i64 =
-                sqlx::query_scalar(&format!("SELECT count(*) FROM {}.effects", db.schema))
-                    .fetch_one(db.pool())
-                    .await
-                    .unwrap();
-            if effects == 10 && dead_letters.count("effects").await.unwrap() == 2 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let done = common::settled(&db, "effects", 10, 2);
     consumer.run(service, done).await.unwrap();
-    let effects: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT event_id FROM {}.effects ORDER BY event_id",
-        db.schema
-    ))
-    .fetch_all(db.pool())
-    .await
-    .unwrap();
+    let effects = common::effects(&db).await;
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(

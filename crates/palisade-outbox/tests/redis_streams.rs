@@ -7,19 +7,13 @@
 
 mod common;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::Db;
 use palisade_core::redis::{Arg, RedisClient, Reply};
 use palisade_outbox::{
-    ConsumerDeadLetters, InboxLayer, Message, OutboxEvent, Relay, RelayConfig, Sink, SinkError,
+    ConsumerDeadLetters, InboxLayer, OutboxEvent, Relay, RelayConfig, Sink, SinkError,
     redis_streams::{RedisStreamConsumer, RedisStreamSink, StreamConsumerConfig},
 };
 use palisade_testkit::{RedisCluster, connect_redis_rs, connect_url, redis_url, unique_prefix};
@@ -128,13 +122,7 @@ async fn relay_once_each<C: RedisClient>(client: C, stream: String) {
 /// failing on early deliveries; an undecodable entry and an always-failing one are parked.
 async fn consume_once_each<C: RedisClient>(client: C, stream: String) {
     let db = Db::new().await;
-    sqlx::query(&format!(
-        "CREATE TABLE {}.effects (event_id text NOT NULL)",
-        db.schema
-    ))
-    .execute(db.pool())
-    .await
-    .unwrap();
+    common::create_effects(&db).await;
     let mut ids = Vec::new();
     for i in 0..8 {
         ids.push(db.write(&format!("o-{i}"), "order.placed", false).await);
@@ -162,32 +150,7 @@ async fn consume_once_each<C: RedisClient>(client: C, stream: String) {
         .await
         .unwrap();
 
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let schema = db.schema.clone();
-    let handler = {
-        let (attempts, always_fails) = (attempts.clone(), always_fails.clone());
-        tower::service_fn(move |message: Message<serde_json::Value>| {
-            let (attempts, always_fails, schema) =
-                (attempts.clone(), always_fails.clone(), schema.clone());
-            async move {
-                let tx = message.transaction().expect("inside the inbox");
-                let mut db = tx.lock().await.map_err(|e| e.to_string())?;
-                sqlx::query(&format!(
-                    "INSERT INTO {schema}.effects (event_id) VALUES ($1)"
-                ))
-                .bind(message.event_id())
-                .execute(&mut *db)
-                .await
-                .map_err(|e| e.to_string())?;
-                if message.event_id() == always_fails
-                    || (message.delivery < 3 && attempts.fetch_add(1, Ordering::SeqCst) % 3 == 0)
-                {
-                    return Err(format!("failed on delivery {}", message.delivery));
-                }
-                Ok::<_, String>(())
-            }
-        })
-    };
+    let handler = common::flaky_effects(db.schema.clone(), always_fails.clone());
     let service = ServiceBuilder::new()
         .layer(InboxLayer::new(
             db.pool().clone(),
@@ -204,26 +167,9 @@ async fn consume_once_each<C: RedisClient>(client: C, stream: String) {
         ConsumerDeadLetters::new(db.pool().clone(), &db.schema),
     );
     let dead_letters = ConsumerDeadLetters::new(db.pool().clone(), &db.schema);
-    let done = async {
-        for _ in 0..300 {
-            let effects: i64 =
-                sqlx::query_scalar(&format!("SELECT count(*) FROM {}.effects", db.schema))
-                    .fetch_one(db.pool())
-                    .await
-                    .unwrap();
-            if effects == 8 && dead_letters.count("effects").await.unwrap() == 2 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let done = common::settled(&db, "effects", 8, 2);
     consumer.run(service, done).await.unwrap();
-    let mut effects: Vec<String> =
-        sqlx::query_scalar(&format!("SELECT event_id FROM {}.effects", db.schema))
-            .fetch_all(db.pool())
-            .await
-            .unwrap();
-    effects.sort();
+    let effects = common::effects(&db).await;
     ids.sort();
     assert_eq!(effects, ids, "each good event's effect exactly once");
     assert_eq!(dead_letters.count("effects").await.unwrap(), 2);

@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{node::free_port, unique_prefix};
+use crate::{
+    node::{free_port, send_signal},
+    unique_prefix,
+};
 
 /// The shared NATS tests use: `NATS_URL`, else `nats://127.0.0.1:4222`.
 pub fn nats_url() -> String {
@@ -137,10 +140,7 @@ impl NatsServer {
 
     fn signal(&self, sig: &str) {
         if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .arg(sig)
-                .arg(child.id().to_string())
-                .status();
+            send_signal(child, sig);
         }
     }
 }

@@ -161,12 +161,7 @@ impl RedisNode {
 
     fn signal(&self, sig: &str) {
         if let Some(child) = &self.child {
-            let status = Command::new("kill")
-                .arg(sig)
-                .arg(child.id().to_string())
-                .status()
-                .expect("run kill");
-            assert!(status.success(), "kill {sig} failed");
+            send_signal(child, sig);
         }
     }
 }
@@ -271,6 +266,16 @@ impl RedisCluster {
 /// ephemeral port can connect *to itself* — TCP simultaneous open — and hold the port, so the
 /// node cannot restart: seen as "Address already in use" in CI.) Cluster nodes also need
 /// port + 10000 (the bus) free and outside the range.
+/// Sends `sig` (`-STOP`, `-CONT`) to `child`.
+pub(crate) fn send_signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} failed");
+}
+
 pub(crate) fn free_port(cluster: bool) -> u16 {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()

@@ -27,7 +27,7 @@ use palisade::{
     Either,
     cache::{HttpCache, MemoryStore, store::RedisStore},
 };
-use palisade_examples::serve::{ServeLimits, serve};
+use palisade_examples::serve::{ServeLimits, serve, shutdown_signal};
 use tower::{Layer, ServiceExt};
 
 use origin::Origin;
@@ -91,12 +91,7 @@ fn settings() -> Result<Settings, String> {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    palisade_examples::init_tracing("info");
     let settings = match settings() {
         Ok(settings) => settings,
         Err(error) => {
@@ -165,8 +160,4 @@ async fn main() {
         std::future::pending(),
     ));
     serve(listener, app, limits, shutdown_signal()).await;
-}
-
-async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }

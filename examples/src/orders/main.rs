@@ -50,12 +50,7 @@ pub enum Broker {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,palisade=info".into()),
-        )
-        .init();
+    palisade_examples::init_tracing("info,palisade=info");
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
@@ -129,18 +124,7 @@ async fn main() {
     tracing::info!(%addr, role = ?settings.role, "orders listening");
     println!("orders listening on http://{addr}");
     let shutdown = async move {
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        palisade_examples::serve::shutdown_signal().await;
         let _ = stop.send(true);
     };
     let limits = ServeLimits::default();

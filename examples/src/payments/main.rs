@@ -41,12 +41,7 @@ use crate::{
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,palisade=info".into()),
-        )
-        .init();
+    palisade_examples::init_tracing("info,palisade=info");
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
@@ -73,18 +68,7 @@ async fn main() {
     println!("payments listening on http://{addr}");
     // Ctrl-C, or SIGTERM from a container runtime: stop accepting, finish what is running.
     let shutdown = async {
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        palisade_examples::serve::shutdown_signal().await;
         tracing::info!("shutting down");
     };
     serve::serve(listener, app, settings.limits, shutdown).await;

@@ -15,6 +15,7 @@ use tower_service::Service;
 
 use crate::{
     consumer_dead_letters::{ConsumerDeadLetters, Parked},
+    delivery::{deliver, until_shutdown},
     error::OutboxError,
     event::Envelope,
     message::Message,
@@ -115,12 +116,7 @@ impl<M: DeserializeOwned + Send + 'static> JetStreamConsumer<M> {
         S: Service<Message<M>>,
         S::Error: Display,
     {
-        let shutdown = std::pin::pin!(shutdown);
-        tokio::select! {
-            biased;
-            _ = shutdown => Ok(()),
-            done = self.consume(&mut service) => done,
-        }
+        until_shutdown(shutdown, self.consume(&mut service)).await
     }
 
     async fn consume<S>(&self, service: &mut S) -> Result<(), OutboxError>
@@ -234,12 +230,9 @@ impl<M: DeserializeOwned + Send + 'static> JetStreamConsumer<M> {
             delivery: delivered,
             transaction: None,
         };
-        let outcome = match std::future::poll_fn(|cx| service.poll_ready(cx)).await {
-            Ok(()) => service.call(delivery).await,
-            Err(error) => Err(error),
-        };
+        let outcome = deliver(service, delivery).await;
         match outcome {
-            Ok(_) => {
+            Ok(()) => {
                 if let Err(error) = message.ack().await {
                     // Redelivered after ack_wait; the inbox answers it as a duplicate.
                     tracing::warn!(%error, event_id = %msg_id, "consumer: ack failed");

@@ -13,6 +13,7 @@ use tower_service::Service;
 use super::entry::StreamEntry;
 use crate::{
     consumer_dead_letters::{ConsumerDeadLetters, Parked},
+    delivery::{deliver, until_shutdown},
     error::OutboxError,
     event::Envelope,
     message::Message,
@@ -115,12 +116,7 @@ impl<M: DeserializeOwned + Send + 'static, C: RedisClient> RedisStreamConsumer<M
         S: Service<Message<M>>,
         S::Error: Display,
     {
-        let shutdown = std::pin::pin!(shutdown);
-        tokio::select! {
-            biased;
-            _ = shutdown => Ok(()),
-            done = self.consume(&mut service) => done,
-        }
+        until_shutdown(shutdown, self.consume(&mut service)).await
     }
 
     async fn consume<S>(&self, service: &mut S) -> Result<(), OutboxError>
@@ -214,12 +210,9 @@ impl<M: DeserializeOwned + Send + 'static, C: RedisClient> RedisStreamConsumer<M
                 return;
             }
         };
-        let outcome = match std::future::poll_fn(|cx| service.poll_ready(cx)).await {
-            Ok(()) => service.call(message).await,
-            Err(error) => Err(error),
-        };
+        let outcome = deliver(service, message).await;
         match outcome {
-            Ok(_) => self.ack(&entry.id).await,
+            Ok(()) => self.ack(&entry.id).await,
             Err(error) if deliveries >= self.config.max_deliver => {
                 self.give_up(&entry, &event_id, deliveries, &error.to_string())
                     .await;

@@ -143,3 +143,79 @@ pub fn assert_per_aggregate_order(received: &[(String, String, i64)]) {
         *seen = (*seen).max(*sequence);
     }
 }
+
+/// Creates `<schema>.effects`, where [`flaky_effects`] writes.
+pub async fn create_effects(db: &Db) {
+    sqlx::query(&format!(
+        "CREATE TABLE {}.effects (event_id text NOT NULL)",
+        db.schema
+    ))
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
+/// The event ids in `<schema>.effects`, sorted.
+pub async fn effects(db: &Db) -> Vec<String> {
+    let mut ids: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT event_id FROM {}.effects", db.schema))
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    ids.sort();
+    ids
+}
+
+/// A handler for inbox tests: writes the event id into `<schema>.effects` in the inbox's
+/// transaction, then fails — always for `always_fails`, and for one in three of the other
+/// events' first two deliveries — so a failure's write must roll back with the inbox record.
+pub fn flaky_effects(
+    schema: Schema,
+    always_fails: String,
+) -> impl tower::Service<
+    palisade_outbox::Message<serde_json::Value>,
+    Response = (),
+    Error = String,
+    Future = impl std::future::Future<Output = Result<(), String>> + Send,
+> + Clone
++ Send
++ 'static {
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tower::service_fn(
+        move |message: palisade_outbox::Message<serde_json::Value>| {
+            let (attempts, always_fails, schema) =
+                (attempts.clone(), always_fails.clone(), schema.clone());
+            async move {
+                let tx = message.transaction().expect("inside the inbox");
+                let mut db = tx.lock().await.map_err(|e| e.to_string())?;
+                sqlx::query(&format!(
+                    "INSERT INTO {schema}.effects (event_id) VALUES ($1)"
+                ))
+                .bind(message.event_id())
+                .execute(&mut *db)
+                .await
+                .map_err(|e| e.to_string())?;
+                let unlucky = message.delivery < 3
+                    && attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 3 == 0;
+                if message.event_id() == always_fails || unlucky {
+                    return Err(format!("handler failed on delivery {}", message.delivery));
+                }
+                Ok(())
+            }
+        },
+    )
+}
+
+/// Resolves once `<schema>.effects` has `effects` rows and `consumer` parked `parked` dead
+/// letters (or after 15 s, for the assertions to say what is missing).
+pub async fn settled(db: &Db, consumer: &str, effects: usize, parked: u64) {
+    let dead_letters = palisade_outbox::ConsumerDeadLetters::new(db.pool().clone(), &db.schema);
+    for _ in 0..300 {
+        if self::effects(db).await.len() == effects
+            && dead_letters.count(consumer).await.unwrap() == parked
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
