@@ -17,14 +17,26 @@ use crate::schema::Schema;
 /// broker receives n before n+1 — or n again later, which the broker's dedup drops.
 /// Rows still backing off (`available_at` in the future) are not claimed, and still block the
 /// later events of their aggregate.
+///
+/// **Blocked rows never fill the window.** Events that certainly cannot go — behind an earlier
+/// event of their aggregate that is backing off, or that sits *later* in claim order (a
+/// replayed dead letter gets a new position) — are left out before the `LIMIT`, so 256 of
+/// them can never hide the event they wait for. Only events behind one another relay holds
+/// right now still take room, for as long as that relay's batch lasts.
 pub(crate) fn claim_sql(schema: &Schema) -> String {
     let outbox = schema.table("outbox");
     format!(
         "WITH claimed AS ( \
-            SELECT position FROM {outbox} \
+            SELECT position FROM {outbox} o \
             WHERE published_at IS NULL AND available_at <= now() \
+              AND NOT EXISTS ( \
+                SELECT 1 FROM {outbox} e \
+                WHERE e.aggregatetype = o.aggregatetype AND e.aggregateid = o.aggregateid \
+                  AND e.sequence < o.sequence AND e.published_at IS NULL \
+                  AND (e.available_at > now() OR e.position > o.position) \
+              ) \
             ORDER BY position LIMIT $1 \
-            FOR UPDATE SKIP LOCKED \
+            FOR UPDATE OF o SKIP LOCKED \
          ) \
          SELECT o.position, o.id::text AS id, o.aggregatetype, o.aggregateid, o.sequence, \
                 o.type, o.payload::text AS payload, o.headers::text AS headers, \

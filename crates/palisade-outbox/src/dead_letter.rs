@@ -92,18 +92,21 @@ impl DeadLetters {
     /// Puts the dead letter `id` back into the outbox for publishing; `false` when there is no
     /// such dead letter.
     pub async fn replay(&self, pool: &PgPool, id: &str) -> Result<bool, OutboxError> {
+        let Ok(id) = uuid::Uuid::parse_str(id) else {
+            return Ok(false);
+        };
         let (outbox, dead) = (
             self.schema.table("outbox"),
             self.schema.table("outbox_dead_letters"),
         );
         let moved = sqlx::query(&format!(
-            "WITH moved AS (DELETE FROM {dead} WHERE id::text = $1 RETURNING *) \
+            "WITH moved AS (DELETE FROM {dead} WHERE id = $1::uuid RETURNING *) \
              INSERT INTO {outbox} (id, aggregatetype, aggregateid, type, payload, sequence, \
                                    headers, occurred_at) \
              SELECT id, aggregatetype, aggregateid, type, payload, sequence, headers, occurred_at \
              FROM moved"
         ))
-        .bind(id)
+        .bind(id.to_string())
         .execute(pool)
         .await?
         .rows_affected();

@@ -11,6 +11,21 @@ use crate::error::OutboxError;
 /// The longest aggregate type, aggregate id or event type accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 
+/// The most headers an event may carry.
+pub const MAX_HEADERS: usize = 32;
+
+/// Field names of the envelope, which headers may not take (they become stream-entry fields
+/// on Redis Streams).
+const RESERVED_FIELDS: [&str; 7] = [
+    "event_id",
+    "event_type",
+    "aggregate_type",
+    "aggregate_id",
+    "sequence",
+    "occurred_at",
+    "data",
+];
+
 /// An event to write into the outbox with [`Outbox::enqueue`](crate::Outbox::enqueue).
 ///
 /// ```
@@ -127,7 +142,26 @@ impl NewEvent {
                 self.event_type
             )));
         }
+        if self.headers.len() > MAX_HEADERS {
+            return Err(OutboxError::InvalidEvent(format!(
+                "at most {MAX_HEADERS} headers, not {}",
+                self.headers.len()
+            )));
+        }
         for (name, value) in &self.headers {
+            // The broker's own headers (`Nats-Msg-Id`, `Nats-Expected-…`, `Nats-Rollup`),
+            // palisade's, and the envelope's field names are not the event's to set: a forged
+            // one would drop, stall or rewrite events.
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with("nats-")
+                || lower.starts_with("palisade-")
+                || RESERVED_FIELDS.contains(&lower.as_str())
+            {
+                return Err(OutboxError::InvalidEvent(format!(
+                    "the header name {name:?} is reserved (Nats-*, Palisade-* and the envelope's \
+                     field names)"
+                )));
+            }
             let name_ok = !name.is_empty()
                 && name.len() <= MAX_NAME_LEN
                 && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
@@ -272,5 +306,20 @@ mod tests {
         assert!(bad_header.validate().is_err());
         let bad_value = ok.clone().header("traceparent", "x\r\ny: z");
         assert!(bad_value.validate().is_err());
+        for reserved in [
+            "Nats-Msg-Id",
+            "nats-expected-last-sequence",
+            "Palisade-Sequence",
+            "event_id",
+            "DATA",
+        ] {
+            let forged = ok.clone().header(reserved, "x");
+            assert!(forged.validate().is_err(), "{reserved}");
+        }
+        let mut many = ok.clone();
+        for i in 0..=MAX_HEADERS {
+            many = many.header(format!("x-{i}"), "v");
+        }
+        assert!(many.validate().is_err());
     }
 }

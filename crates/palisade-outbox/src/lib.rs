@@ -80,6 +80,7 @@
 mod claim;
 mod consumer_dead_letters;
 mod dead_letter;
+#[cfg(any(feature = "nats", feature = "redis"))]
 mod delivery;
 mod error;
 mod event;

@@ -35,7 +35,9 @@ pub struct RelayConfig {
     /// First wait after a rejection or an unavailable sink (default 100 ms), doubling up to
     /// [`backoff_cap`](Self::backoff_cap), with full jitter.
     pub backoff_base: Duration,
-    /// Longest wait between attempts (default 30 s).
+    /// Longest wait before retrying a rejected event (default 30 s). While the sink is
+    /// unavailable the relay retries at most every `min(backoff_cap, 5 s)`, so it resumes
+    /// within seconds of the broker's return.
     pub backoff_cap: Duration,
     /// How long published rows are kept before they are deleted (default 24 h; `None` keeps
     /// them).
@@ -169,6 +171,18 @@ impl<S: Sink> Relay<S> {
         let mut previous_wait = Duration::ZERO;
         let mut next_prune = tokio::time::Instant::now();
         loop {
+            // First, whatever else happens (a backlog, an outage): prune and refresh the lag
+            // gauges on time — an outage is when the gauges matter.
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune = tokio::time::Instant::now() + config.prune_interval;
+                if let Err(error) = self.prune().await {
+                    tracing::warn!(%error, "outbox relay: pruning failed");
+                }
+                match crate::stats::OutboxStats::read(&self.inner.pool, &self.inner.schema).await {
+                    Ok(stats) => stats.record(),
+                    Err(error) => tracing::debug!(%error, "outbox relay: stats not read"),
+                }
+            }
             if listener.is_none() {
                 listener = self.listen().await;
             }
@@ -208,17 +222,6 @@ impl<S: Sink> Relay<S> {
                 tokio::time::sleep(delay.max(Duration::from_millis(10))).await;
                 continue;
             }
-            if tokio::time::Instant::now() >= next_prune {
-                next_prune = tokio::time::Instant::now() + config.prune_interval;
-                if let Err(error) = self.prune().await {
-                    tracing::warn!(%error, "outbox relay: pruning failed");
-                }
-                if let Ok(stats) =
-                    crate::stats::OutboxStats::read(&self.inner.pool, &self.inner.schema).await
-                {
-                    stats.record();
-                }
-            }
             match listener.as_mut() {
                 Some(l) => match tokio::time::timeout(config.poll_interval, l.recv()).await {
                     Ok(Ok(_)) | Err(_) => {}
@@ -244,7 +247,7 @@ impl<S: Sink> Relay<S> {
         let inner = &self.inner;
         let mut tx = inner.pool.begin().await?;
         let rows = sqlx::query(&inner.claim)
-            .bind(i64::from(inner.config.batch_size))
+            .bind(i64::from(inner.config.batch_size.max(1)))
             .fetch_all(&mut *tx)
             .await?;
         let mut report = BatchReport {
@@ -270,8 +273,15 @@ impl<S: Sink> Relay<S> {
             if wave.is_empty() {
                 continue;
             }
-            let results = inner.sink.publish(&wave).await;
-            for (event, result) in wave.into_iter().zip(results) {
+            let mut results = inner.sink.publish(&wave).await.into_iter();
+            for event in wave {
+                // A sink that answers fewer results than events says nothing about the rest:
+                // they count as unavailable (their aggregates wait), never as published.
+                let result = results.next().unwrap_or_else(|| {
+                    Err(SinkError::Unavailable(
+                        "the sink returned no result for this event".into(),
+                    ))
+                });
                 match result {
                     Ok(()) => published.push(event.position),
                     Err(SinkError::Rejected(why)) => {

@@ -12,8 +12,10 @@ const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_outbox.sql")];
 /// A validated PostgreSQL schema name: the outbox, its sequences, dead letters and the inbox's
 /// `processed_messages` live there.
 ///
-/// Names are 1–63 characters of `a-z`, `0-9` and `_`, not starting with a digit, so they can be
-/// spliced into SQL without quoting (they are identifiers, which cannot be bound as parameters).
+/// Names are 1–56 characters of `a-z`, `0-9` and `_`, not starting with a digit or `pg_`
+/// (reserved by PostgreSQL); 56 leaves room for the `LISTEN` channel `<name>_outbox` within
+/// PostgreSQL's 63. They are always written double-quoted into SQL (identifiers cannot be
+/// bound as parameters), so reserved words such as `order` work too.
 ///
 /// ```
 /// use palisade_outbox::Schema;
@@ -21,6 +23,7 @@ const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_outbox.sql")];
 /// assert_eq!(Schema::new("palisade_orders").unwrap().name(), "palisade_orders");
 /// assert!(Schema::new("orders; DROP TABLE x").is_err());
 /// assert!(Schema::new("Orders").is_err());
+/// assert_eq!(Schema::new("order").unwrap().table("outbox"), "\"order\".outbox");
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Schema {
@@ -30,7 +33,8 @@ pub struct Schema {
 impl Schema {
     /// The schema `name`, or [`OutboxError::InvalidSchema`].
     pub fn new(name: &str) -> Result<Schema, OutboxError> {
-        let valid = (1..=63).contains(&name.len())
+        let valid = (1..=56).contains(&name.len())
+            && !name.starts_with("pg_")
             && name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
@@ -49,9 +53,9 @@ impl Schema {
         &self.name
     }
 
-    /// `schema.table`.
-    pub(crate) fn table(&self, table: &str) -> String {
-        format!("{}.{table}", self.name)
+    /// `schema.table`: the qualified name of `table` in this schema.
+    pub fn table(&self, table: &str) -> String {
+        format!("\"{}\".{table}", self.name)
     }
 
     /// The `LISTEN`/`NOTIFY` channel writers wake relays on.
@@ -68,7 +72,7 @@ impl Schema {
             .execute(&mut *tx)
             .await?;
         for migration in MIGRATIONS {
-            tx.execute(migration.replace("{schema}", &self.name).as_str())
+            tx.execute(migration.replace("{schema}", &self.to_string()).as_str())
                 .await?;
         }
         tx.commit().await?;
@@ -82,9 +86,10 @@ impl fmt::Debug for Schema {
     }
 }
 
+/// The name as SQL writes it: double-quoted (`"shop"`), for `format!("{schema}.orders")`.
 impl fmt::Display for Schema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        write!(f, "\"{}\"", self.name)
     }
 }
 
@@ -94,7 +99,7 @@ mod tests {
 
     #[test]
     fn only_plain_identifiers_pass() {
-        for good in ["a", "palisade_orders", "_x1", &"a".repeat(63)] {
+        for good in ["a", "palisade_orders", "_x1", "order", &"a".repeat(56)] {
             assert!(Schema::new(good).is_ok(), "{good}");
         }
         for bad in [
@@ -106,7 +111,8 @@ mod tests {
             "a b",
             "x\"; drop",
             "é",
-            &"a".repeat(64),
+            &"a".repeat(57),
+            "pg_catalog",
         ] {
             assert!(Schema::new(bad).is_err(), "{bad}");
         }

@@ -23,8 +23,14 @@ pub enum SinkError {
 ///
 /// `publish` receives events of **distinct** aggregates (the relay sends an aggregate's next
 /// event only after the previous one was acknowledged), so a sink may send them all before
-/// waiting for any acknowledgement. It answers one result per event, in order; `Ok` means the
-/// broker has the event durably (a duplicate the broker dropped counts as `Ok`).
+/// waiting for any acknowledgement. It answers one result per event, in order (a missing result
+/// counts as [`SinkError::Unavailable`]); `Ok` means the broker acknowledged the event (a
+/// duplicate the broker dropped counts as `Ok`). How durable an acknowledgement is belongs to
+/// the broker's configuration: a JetStream stream with one replica syncs to disk on its own
+/// schedule (`sync_interval`, 2 min by default), and Redis acknowledges `XADD` before any
+/// replica or fsync has it — a crash or failover of the broker can lose acknowledged events.
+/// Run JetStream with replicas (or `sync: always`) and Redis with AOF `always` or `WAIT` where
+/// that matters.
 ///
 /// Sinks must deduplicate by [`OutboxEvent::id`]: publishing is at least once (a relay that
 /// dies between the broker's ack and its own commit publishes the event again).

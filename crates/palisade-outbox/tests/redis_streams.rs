@@ -89,7 +89,7 @@ async fn relay_once_each<C: RedisClient>(client: C, stream: String) {
     let dying = Relay::new(
         db.pool().clone(),
         db.schema.clone(),
-        HangAfterPublish(RedisStreamSink::new(client.clone(), stream.clone())),
+        HangAfterPublish(RedisStreamSink::new(client.clone(), stream.clone()).unwrap()),
         config(),
     );
     assert!(
@@ -100,7 +100,7 @@ async fn relay_once_each<C: RedisClient>(client: C, stream: String) {
     let relay = Relay::new(
         db.pool().clone(),
         db.schema.clone(),
-        RedisStreamSink::new(client.clone(), stream.clone()),
+        RedisStreamSink::new(client.clone(), stream.clone()).unwrap(),
         config(),
     );
     while relay.relay_batch().await.unwrap().claimed > 0 {}
@@ -131,7 +131,7 @@ async fn consume_once_each<C: RedisClient>(client: C, stream: String) {
     let relay = Relay::new(
         db.pool().clone(),
         db.schema.clone(),
-        RedisStreamSink::new(client.clone(), stream.clone()),
+        RedisStreamSink::new(client.clone(), stream.clone()).unwrap(),
         config(),
     );
     while relay.relay_batch().await.unwrap().claimed > 0 {}

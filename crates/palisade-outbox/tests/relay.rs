@@ -331,3 +331,65 @@ async fn pruning_deletes_only_published_rows_past_retention() {
     assert_eq!((stats.pending, stats.published), (1, 0));
     assert!(stats.oldest_pending_age > Duration::ZERO);
 }
+
+/// Regression: a replayed dead letter gets a new (last) position while its aggregate's later
+/// events wait in front of it; with more of them than a batch, every claim window was full of
+/// blocked rows and the outbox stalled for good. Blocked rows are now left out before the
+/// limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_dead_letter_behind_a_full_window_still_goes_first() {
+    let db = Db::new().await;
+    let sink = RecordingSink::default();
+    let mut config = config();
+    config.batch_size = 4;
+    config.max_attempts = 1;
+    let relay = Relay::new(db.pool().clone(), db.schema.clone(), sink.clone(), config);
+    let first = db.write("o-1", "order.placed", false).await;
+    sink.verdict
+        .lock()
+        .unwrap()
+        .insert(first.clone(), SinkError::Rejected("poison".into()));
+    relay.relay_batch().await.unwrap();
+    let dead = DeadLetters::new(db.schema.clone());
+    assert_eq!(dead.list(db.pool(), 10).await.unwrap().len(), 1);
+    // Ten later events of o-1 wait (the sink is down), then the fixed event is replayed.
+    sink.unavailable.store(true, Ordering::SeqCst);
+    let mut later = Vec::new();
+    for _ in 0..10 {
+        later.push(db.write("o-1", "order.changed", false).await);
+    }
+    relay.relay_batch().await.unwrap();
+    sink.verdict.lock().unwrap().clear();
+    assert!(dead.replay(db.pool(), &first).await.unwrap());
+    sink.unavailable.store(false, Ordering::SeqCst);
+    drain(&db, &relay).await;
+    let mut expected = later.clone();
+    expected.sort();
+    let received = sink.received.ids();
+    assert_eq!(received.len(), 11);
+    let mut tail = received[1..].to_vec();
+    tail.sort();
+    assert_eq!(tail, expected);
+    assert!(received[1..].len() == 10);
+    // The replayed event went first: it holds the lowest sequence.
+    assert_eq!(received[0], first);
+}
+
+/// A sink that answers no results leaves the events pending (never published, no panic).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_answering_too_few_results_publishes_nothing() {
+    struct Mute;
+    impl palisade_outbox::Sink for Mute {
+        async fn publish(&self, _: &[palisade_outbox::OutboxEvent]) -> Vec<Result<(), SinkError>> {
+            Vec::new()
+        }
+    }
+    let db = Db::new().await;
+    db.write("o-1", "order.placed", false).await;
+    db.write("o-1", "order.paid", false).await;
+    let relay = Relay::new(db.pool().clone(), db.schema.clone(), Mute, config());
+    let report = relay.relay_batch().await.unwrap();
+    assert_eq!(report.published, 0);
+    assert!(report.unavailable.is_some());
+    assert_eq!(db.pending().await, 2);
+}

@@ -27,6 +27,10 @@ use crate::store::{Order, Store, Written};
 /// The longest order or customer id, in bytes.
 const MAX_ID: usize = 128;
 
+/// The largest `amount_cents` (ten billion in the currency's unit): sums over a customer's
+/// orders then stay far inside a `bigint`.
+const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
 type Shared = Arc<Store>;
 
 pub fn router(store: Store, limits: ServeLimits) -> Router {
@@ -171,10 +175,10 @@ fn parse_order(body: &[u8]) -> Result<Order, String> {
     let order_id = id("order_id")?;
     let customer_id = id("customer_id")?;
     let amount_cents = match fields.get("amount_cents") {
-        Some(Value::Number(n)) => n.as_i64().filter(|n| *n > 0),
+        Some(Value::Number(n)) => n.as_i64().filter(|n| (1..=MAX_AMOUNT).contains(n)),
         _ => None,
     }
-    .ok_or("amount_cents is required and must be a positive integer")?;
+    .ok_or("amount_cents is required and must be an integer from 1 to 1000000000000")?;
     Ok(Order {
         order_id,
         customer_id,
@@ -198,7 +202,7 @@ async fn place(
         Err(why) => return unprocessable(&why),
     };
     match store.place(&order, fail, traceparent(&headers)).await {
-        Ok(Written::Done { event_id }) => (
+        Ok(Written::Done { event_id, .. }) => (
             StatusCode::CREATED,
             Json(json!({"order_id": order.order_id, "event_id": event_id})),
         )
@@ -234,18 +238,20 @@ async fn transition(
         .transition(&id, to, event_type, fail, traceparent(headers))
         .await
     {
-        Ok(Written::Done { event_id }) => match store.order(&id).await {
-            Ok(Some(order)) => Json(json!({
-                "order_id": order.order_id,
-                "customer_id": order.customer_id,
-                "status": order.status,
-                "amount_cents": order.amount_cents,
-                "event_id": event_id,
-            }))
-            .into_response(),
-            Ok(None) => no_such_order(&id),
-            Err(error) => database_unavailable(&error),
-        },
+        // Answered from the transaction's own RETURNING: a read after the commit could fail
+        // and turn a committed change into a 503.
+        Ok(Written::Done {
+            event_id,
+            order: Some(order),
+        }) => Json(json!({
+            "order_id": order.order_id,
+            "customer_id": order.customer_id,
+            "status": order.status,
+            "amount_cents": order.amount_cents,
+            "event_id": event_id,
+        }))
+        .into_response(),
+        Ok(Written::Done { order: None, .. }) => no_such_order(&id),
         Ok(Written::NotFound) => no_such_order(&id),
         Ok(Written::Conflict { status }) => conflict(
             &id,
@@ -361,6 +367,7 @@ mod tests {
             br#"{"order_id":"o-1","customer_id":"c-1","amount_cents":1.5}"#,
             br#"{"order_id":"o-1","customer_id":"c-1","amount_cents":"5"}"#,
             br#"{"order_id":"o-1","customer_id":"c-1","amount_cents":99999999999999999999}"#,
+            br#"{"order_id":"o-1","customer_id":"c-1","amount_cents":1000000000001}"#,
             b"\xff\xfe",
         ] {
             assert!(

@@ -211,9 +211,13 @@ async fn run_relay(
             }
             Either::Left(JetStreamSink::new(*context, settings.subject.clone()))
         }
-        Broker::Redis(client) => {
-            Either::Right(RedisStreamSink::new(client, settings.stream.clone()))
-        }
+        Broker::Redis(client) => match RedisStreamSink::new(client, settings.stream.clone()) {
+            Ok(sink) => Either::Right(sink),
+            Err(error) => {
+                eprintln!("orders: ORDERS_STREAM: {error}");
+                std::process::exit(2);
+            }
+        },
     };
     let mut config = RelayConfig::default();
     config.backoff_base = Duration::from_millis(50);

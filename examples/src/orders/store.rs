@@ -30,8 +30,11 @@ pub struct Customer {
 /// What a write did.
 #[derive(Debug)]
 pub enum Written {
-    /// Committed, with the event id.
-    Done { event_id: String },
+    /// Committed, with the event id (and, for a transition, the order as it now is).
+    Done {
+        event_id: String,
+        order: Option<Order>,
+    },
     /// No such order.
     NotFound,
     /// The order exists but is not in a state that allows this (or, for a new order, it
@@ -129,6 +132,7 @@ impl Store {
         tx.commit().await?;
         Ok(Written::Done {
             event_id: enqueued.id.to_string(),
+            order: None,
         })
     }
 
@@ -184,6 +188,7 @@ impl Store {
         tx.commit().await?;
         Ok(Written::Done {
             event_id: enqueued.id.to_string(),
+            order: Some(order),
         })
     }
 

@@ -31,7 +31,10 @@ pub struct ConsumerConfig {
     pub filter_subject: String,
     /// Deliveries after which a failing message is parked as a dead letter (default 5).
     pub max_deliver: u64,
-    /// How long JetStream waits for an ack before redelivering (default 30 s).
+    /// How long JetStream waits for an ack before redelivering (default 30 s). Messages are
+    /// handled one at a time, and up to `max_ack_pending` of them wait pulled ahead: keep
+    /// `ack_wait` above `max_ack_pending` × the handler's time, or waiting messages are
+    /// redelivered (the inbox drops the copies, but their delivery counts grow).
     pub ack_wait: Duration,
     /// Unacknowledged messages in flight to this consumer (default 256; 1 for strict order
     /// even across failures — a failed message is then redelivered before the next one).

@@ -46,7 +46,9 @@ pub struct StreamConsumerConfig {
     pub max_deliver: u64,
     /// How long an entry stays pending (delivered, not acknowledged) before any member may
     /// claim it again with `XAUTOCLAIM` (default 30 s): the redelivery delay after a failure,
-    /// and the time to take over a dead member's entries.
+    /// and the time to take over a dead member's entries. Keep it above `batch` × the
+    /// handler's time: an entry of a batch still waiting its turn past `claim_idle` is claimed
+    /// by another member too (the inbox drops the second processing, not the reordering).
     pub claim_idle: Duration,
     /// Pause between reads that found nothing (default 50 ms). Reads do not `BLOCK`, so the
     /// consumer can share a multiplexed connection.

@@ -9,21 +9,24 @@ pub use consumer::{RedisStreamConsumer, StreamConsumerConfig};
 pub use entry::StreamEntry;
 pub use sink::RedisStreamSink;
 
-/// The key holding the entry id of `event_id` in `stream`, in the stream's hash slot: the
-/// stream's hash tag when it has one, else its whole name, in braces.
-pub(crate) fn dedup_key(stream: &str, event_id: &str) -> String {
-    format!("{{{}}}:palisade-dedup:{event_id}", hash_tag(stream))
+/// The hash tag that puts a key in `stream`'s cluster slot: the stream's own tag (Redis'
+/// rule: from the first `{` to the next `}`, when not empty), or the whole name when it has no
+/// braces at all. `None` for a name hashed whole that contains braces (`a{}b`, `x}y`): no other
+/// key can be placed in its slot, so it cannot be used.
+pub(crate) fn slot_tag(stream: &str) -> Option<&str> {
+    if let Some(open) = stream.find('{') {
+        let rest = &stream[open + 1..];
+        return match rest.find('}') {
+            Some(len) if len > 0 => Some(&rest[..len]),
+            _ => None,
+        };
+    }
+    (!stream.contains('}') && !stream.is_empty()).then_some(stream)
 }
 
-fn hash_tag(key: &str) -> &str {
-    if let Some(open) = key.find('{') {
-        if let Some(len) = key[open + 1..].find('}') {
-            if len > 0 {
-                return &key[open + 1..open + 1 + len];
-            }
-        }
-    }
-    key
+/// The key holding the entry id of `event_id`, in the slot of the stream whose tag is `tag`.
+pub(crate) fn dedup_key(tag: &str, event_id: &str) -> String {
+    format!("{{{tag}}}:palisade-dedup:{event_id}")
 }
 
 #[cfg(test)]
@@ -32,11 +35,12 @@ mod tests {
 
     #[test]
     fn the_dedup_key_shares_the_streams_slot() {
+        assert_eq!(slot_tag("ORDERS"), Some("ORDERS"));
         assert_eq!(dedup_key("ORDERS", "e1"), "{ORDERS}:palisade-dedup:e1");
-        assert_eq!(
-            dedup_key("app:{orders}:s", "e1"),
-            "{orders}:palisade-dedup:e1"
-        );
-        assert_eq!(dedup_key("a{}b", "e1"), "{a{}b}:palisade-dedup:e1");
+        assert_eq!(slot_tag("app:{orders}:s"), Some("orders"));
+        assert_eq!(slot_tag("a{b}c{d}"), Some("b"));
+        for unusable in ["a{}b", "x}y", "a{b", ""] {
+            assert_eq!(slot_tag(unusable), None, "{unusable}");
+        }
     }
 }

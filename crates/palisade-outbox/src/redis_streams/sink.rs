@@ -5,8 +5,9 @@ use std::{sync::LazyLock, time::Duration};
 use bytes::Bytes;
 use palisade_core::redis::{Arg, OWNERSHIP_TIMEOUT, RedisBackend, RedisClient, RedisScript, Reply};
 
-use super::dedup_key;
+use super::{dedup_key, slot_tag};
 use crate::{
+    error::OutboxError,
     event::OutboxEvent,
     sink::{Sink, SinkError},
 };
@@ -26,6 +27,7 @@ static XADD_ONCE: LazyLock<RedisScript> =
 pub struct RedisStreamSink<C> {
     backend: RedisBackend<C>,
     stream: String,
+    tag: String,
     window: Duration,
 }
 
@@ -33,12 +35,26 @@ impl<C: RedisClient> RedisStreamSink<C> {
     /// A sink appending to the stream `stream` through `client`, deduplicating for 10 minutes,
     /// each call bounded by 500 ms ([`OWNERSHIP_TIMEOUT`]; a call that times out is an unknown
     /// outcome, and the republish it leads to is deduplicated).
-    pub fn new(client: C, stream: impl Into<String>) -> RedisStreamSink<C> {
-        RedisStreamSink {
+    ///
+    /// [`OutboxError::Sink`] for a stream name that no other key can share a cluster slot
+    /// with (braces without a non-empty hash tag, `a{}b`): the dedup keys must live in the
+    /// stream's slot for the script to run on a cluster.
+    pub fn new(client: C, stream: impl Into<String>) -> Result<RedisStreamSink<C>, OutboxError> {
+        let stream = stream.into();
+        let tag = slot_tag(&stream)
+            .ok_or_else(|| {
+                OutboxError::Sink(format!(
+                    "the stream name {stream:?} has braces but no usable hash tag; use `name` or \
+                     `prefix:{{tag}}:name`"
+                ))
+            })?
+            .to_owned();
+        Ok(RedisStreamSink {
             backend: RedisBackend::new(client, "outbox", OWNERSHIP_TIMEOUT),
-            stream: stream.into(),
+            stream,
+            tag,
             window: Duration::from_secs(600),
-        }
+        })
     }
 
     /// Keeps each event id's dedup key for `window` (longer than a relay can take to
@@ -60,7 +76,7 @@ impl<C: RedisClient> RedisStreamSink<C> {
     }
 
     async fn add(&self, event: &OutboxEvent) -> Result<(), SinkError> {
-        let keys = [self.stream.clone(), dedup_key(&self.stream, &event.id)];
+        let keys = [self.stream.clone(), dedup_key(&self.tag, &event.id)];
         let text = |s: &str| Arg::Bytes(Bytes::copy_from_slice(s.as_bytes()));
         let mut args = vec![Arg::Int(
             self.window.as_millis().min(i64::MAX as u128) as i64
