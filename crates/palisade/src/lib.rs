@@ -113,6 +113,14 @@ pub mod outbox {
     pub use palisade_outbox::*;
 }
 
+/// Event sourcing: [`Aggregate`](eventstore::Aggregate), the PostgreSQL
+/// [`EventStore`](eventstore::EventStore), [`Repository`](eventstore::Repository) and
+/// [`ProjectionRunner`](eventstore::ProjectionRunner).
+#[cfg(feature = "eventstore")]
+pub mod eventstore {
+    pub use palisade_eventstore::*;
+}
+
 /// Distributed locks: [`Locker`](lock::Locker) backends and [`LockLayer`](lock::LockLayer).
 #[cfg(feature = "lock")]
 pub mod lock {
