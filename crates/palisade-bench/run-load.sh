@@ -5,6 +5,7 @@
 #   crates/palisade-bench/run-load.sh cache   # cached hits: edge-proxy vs nginx proxy_cache (wrk)
 #   crates/palisade-bench/run-load.sh fleet-misses  # 999 concurrent misses over 3 edge-proxies on Redis
 #   crates/palisade-bench/run-load.sh outbox  # relays, latency, inbox vs PostgreSQL and JetStream alone
+#   crates/palisade-bench/run-load.sh eventstore  # commands, snapshot loads, projection catch-up
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=target/release
@@ -133,11 +134,25 @@ outbox_runs() {
     done
 }
 
+# The event store: commands (load + decide + append) on 1 and 16 streams, loading a
+# 10 000-event aggregate with and without a snapshot, a projection catching up on 20 000.
+eventstore_runs() {
+    cargo build --release -q -p palisade-bench --bin eventstore_load
+    local rounds=${ROUNDS:-2}
+    for round in $(seq 1 "$rounds"); do
+        echo "round=$round $("$bin/eventstore_load" append 1 4000)"
+        echo "round=$round $("$bin/eventstore_load" append 16 4000)"
+        echo "round=$round $("$bin/eventstore_load" load 10000)"
+        echo "round=$round $("$bin/eventstore_load" catchup 20000)"
+    done
+}
+
 case "${1:-all}" in
     redis) redis_runs ;;
     http) http_runs ;;
     cache) cache_runs ;;
     fleet-misses) fleet_miss_runs ;;
     outbox) outbox_runs ;;
+    eventstore) eventstore_runs ;;
     all) redis_runs; http_runs; cache_runs ;;
 esac
