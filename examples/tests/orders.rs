@@ -300,6 +300,29 @@ async fn read_jetstream(server: &NatsServer, name: &str) -> Vec<(String, String,
     all
 }
 
+/// The header `name` of the stream message whose `Nats-Msg-Id` is `event_id`.
+async fn header_of(
+    server: &NatsServer,
+    stream: &str,
+    event_id: &str,
+    name: &str,
+) -> Option<String> {
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream(stream)
+        .await
+        .unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    for seq in 1..=last {
+        let message = stream.get_raw_message(seq).await.ok()?;
+        let id = message.headers.get(async_nats::header::NATS_MESSAGE_ID)?;
+        if id.as_str() == event_id {
+            return message.headers.get(name).map(|v| v.as_str().to_owned());
+        }
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_contract_on_one_instance() {
     let server = NatsServer::start();
@@ -361,10 +384,33 @@ async fn the_http_contract_on_one_instance() {
     assert_eq!(get(&app, "/orders/o-3").await["status"], "cancelled");
     assert_eq!(get(&app, "/orders/o-1").await["status"], "paid");
 
+    // Trace context travels from the request through the outbox to the broker's headers.
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = send(
+        Method::POST,
+        &app.url("/orders"),
+        &[
+            ("content-type", "application/json"),
+            ("traceparent", traceparent),
+        ],
+        json!({"order_id": "o-t", "customer_id": "c-3", "amount_cents": 5}).to_string(),
+    )
+    .await;
+    assert_eq!(traced.status, 201);
+    let traced_id = traced.json()["event_id"].as_str().unwrap().to_owned();
+    ledger.events.insert("o-t".into(), vec![traced_id.clone()]);
+    ledger.customers.insert("c-3".into(), [1, 0, 0, 0]);
+
     converge(&app, &ledger).await;
     let outbox = get(&app, "/outbox").await;
     assert_eq!(outbox["pending"], 0);
-    assert_eq!(outbox["published"], 4);
+    assert_eq!(outbox["published"], 5);
+    assert_eq!(
+        header_of(&server, &deployment.stream, &traced_id, "traceparent")
+            .await
+            .as_deref(),
+        Some(traceparent)
+    );
     assert_eq!(outbox["dead_letters"], 0);
     assert!(outbox["oldest_pending_age_ms"].is_u64());
     assert_eq!(

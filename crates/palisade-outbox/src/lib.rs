@@ -58,6 +58,16 @@
 //!   PostgreSQL database, at least once beyond it. Consumers ack after the handler (and so the
 //!   inbox's commit) succeeded.
 //!
+//! # Stacking layers onto handlers
+//!
+//! Consumers drive any `tower::Service<Message<M>>`, so generic layers stack onto handlers as
+//! onto HTTP: palisade's `CircuitBreakerLayer` (with `ErrorsAreFailures` and `AsError`),
+//! tower's `TimeoutLayer`, `RetryLayer` and `ConcurrencyLimitLayer`. Put them **outside** the
+//! inbox: each attempt then has its own transaction, and a timed-out attempt rolls back (no
+//! effect, no processed mark — the redelivery runs it; `tests/stacking.rs`). palisade's
+//! `BulkheadLayer` and `RetryLayer` are typed for `http::Request` today; for messages use
+//! tower's concurrency limit and retry.
+//!
 //! # Schema
 //!
 //! [`Schema::migrate`] creates, in one schema: `outbox` (Debezium outbox-router compatible
