@@ -121,6 +121,13 @@ pub mod eventstore {
     pub use palisade_eventstore::*;
 }
 
+/// Sagas: [`SagaDefinition`](saga::SagaDefinition) and the persisted
+/// [`SagaRunner`](saga::SagaRunner).
+#[cfg(feature = "saga")]
+pub mod saga {
+    pub use palisade_saga::*;
+}
+
 /// Distributed locks: [`Locker`](lock::Locker) backends and [`LockLayer`](lock::LockLayer).
 #[cfg(feature = "lock")]
 pub mod lock {

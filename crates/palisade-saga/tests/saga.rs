@@ -1,0 +1,239 @@
+//! Sagas over the real PostgreSQL: completion, compensation in reverse order, a parked
+//! compensation, one driver per saga, and a saga resumed by another runner after its driver
+//! died mid-step — each step executed once by a downstream that honours idempotency keys.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use palisade_outbox::Schema;
+use palisade_saga::{
+    DefinitionError, SagaDefinition, SagaRunner, SagaStatus, Step, StepCall, StepStatus,
+    step_service,
+};
+use palisade_testkit::TestPostgres;
+use serde_json::{Value, json};
+
+/// A downstream that executes each idempotency key once and records every call.
+#[derive(Clone, Default)]
+struct Downstream {
+    executed: Arc<Mutex<Vec<String>>>,
+    keys: Arc<Mutex<HashSet<String>>>,
+    calls: Arc<Mutex<HashMap<String, u32>>>,
+    /// Actions that fail (by name).
+    failing: Arc<Mutex<HashSet<String>>>,
+    /// Actions that never answer (by name), until cleared.
+    hanging: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Downstream {
+    fn service(&self, action: &'static str) -> palisade_saga::StepService {
+        let me = self.clone();
+        step_service(tower::service_fn(move |call: StepCall| {
+            let me = me.clone();
+            async move {
+                *me.calls
+                    .lock()
+                    .unwrap()
+                    .entry(action.to_owned())
+                    .or_default() += 1;
+                if me.failing.lock().unwrap().contains(action) {
+                    return Err::<Value, String>(format!("{action} failed"));
+                }
+                if me.keys.lock().unwrap().insert(call.idempotency_key.clone()) {
+                    me.executed.lock().unwrap().push(action.to_owned());
+                }
+                while me.hanging.lock().unwrap().contains(action) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(json!({"action": action}))
+            }
+        }))
+    }
+
+    fn checkout(&self) -> SagaDefinition {
+        SagaDefinition::new(
+            "checkout",
+            vec![
+                Step::new("reserve", self.service("reserve"), self.service("release")),
+                Step::new("charge", self.service("charge"), self.service("refund")).attempts(2),
+                Step::new("ship", self.service("ship"), self.service("cancel")),
+            ],
+        )
+        .unwrap()
+        .compensation_attempts(3)
+    }
+
+    fn executed(&self) -> Vec<String> {
+        self.executed.lock().unwrap().clone()
+    }
+}
+
+async fn runner(pg: &TestPostgres, downstream: &Downstream) -> SagaRunner {
+    let runner = SagaRunner::new(
+        pg.pool.clone(),
+        Schema::new(&pg.schema).unwrap(),
+        vec![downstream.checkout()],
+    )
+    .lease(Duration::from_millis(400))
+    .poll_interval(Duration::from_millis(20));
+    runner.migrate().await.unwrap();
+    runner
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_completes_each_step_once() {
+    let pg = TestPostgres::connect().await;
+    let downstream = Downstream::default();
+    let runner = runner(&pg, &downstream).await;
+    runner
+        .start("co-1", "checkout", json!({"order": "o-1"}))
+        .await
+        .unwrap();
+    assert!(matches!(
+        runner.start("co-1", "checkout", json!({})).await,
+        Err(palisade_saga::SagaError::Exists(_))
+    ));
+    assert_eq!(
+        runner.drive("co-1").await.unwrap(),
+        Some(SagaStatus::Completed)
+    );
+    assert_eq!(downstream.executed(), vec!["reserve", "charge", "ship"]);
+    let record = runner.get("co-1").await.unwrap().unwrap();
+    assert!(
+        record
+            .state
+            .steps
+            .iter()
+            .all(|s| s.status == StepStatus::Done)
+    );
+    // A finished saga is not driven again.
+    assert_eq!(runner.drive("co-1").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_step_compensates_the_done_ones_in_reverse() {
+    let pg = TestPostgres::connect().await;
+    let downstream = Downstream::default();
+    downstream.failing.lock().unwrap().insert("ship".into());
+    let runner = runner(&pg, &downstream).await;
+    runner.start("co-2", "checkout", json!({})).await.unwrap();
+    assert_eq!(
+        runner.drive("co-2").await.unwrap(),
+        Some(SagaStatus::Compensated)
+    );
+    assert_eq!(
+        downstream.executed(),
+        vec!["reserve", "charge", "refund", "release"]
+    );
+    let state = runner.get("co-2").await.unwrap().unwrap().state;
+    let statuses: Vec<StepStatus> = state.steps.iter().map(|s| s.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            StepStatus::Compensated,
+            StepStatus::Compensated,
+            StepStatus::Failed
+        ]
+    );
+    assert_eq!(state.failure().unwrap().0, "ship");
+    // The failing step was attempted as often as its policy says (3 by default).
+    assert_eq!(downstream.calls.lock().unwrap()["ship"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compensation_that_keeps_failing_parks_the_saga() {
+    let pg = TestPostgres::connect().await;
+    let downstream = Downstream::default();
+    downstream
+        .failing
+        .lock()
+        .unwrap()
+        .extend(["charge".to_owned(), "release".to_owned()]);
+    let runner = runner(&pg, &downstream).await;
+    runner.start("co-3", "checkout", json!({})).await.unwrap();
+    assert_eq!(
+        runner.drive("co-3").await.unwrap(),
+        Some(SagaStatus::Failed)
+    );
+    let state = runner.get("co-3").await.unwrap().unwrap().state;
+    assert_eq!(state.steps[0].status, StepStatus::CompensationFailed);
+    assert_eq!(downstream.calls.lock().unwrap()["release"], 3);
+    assert_eq!(downstream.calls.lock().unwrap()["charge"], 2);
+}
+
+/// The driver dies mid-step (its future dropped, as a SIGKILL would); once its lease expires
+/// another runner resumes the saga, calls the in-flight step again with the same key, and the
+/// downstream executes every step once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_is_resumed_by_another_runner_and_no_step_runs_twice() {
+    for round in 0..3 {
+        let pg = TestPostgres::connect().await;
+        let downstream = Downstream::default();
+        downstream.hanging.lock().unwrap().insert("charge".into());
+        let first = runner(&pg, &downstream).await;
+        let second = runner(&pg, &downstream).await;
+        first.start("co-4", "checkout", json!({})).await.unwrap();
+        let dying = tokio::spawn({
+            let first = first.clone();
+            async move { first.drive("co-4").await }
+        });
+        // Charge is in flight; the second runner cannot take the saga while the lease is
+        // renewed.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            second.drive("co-4").await.unwrap(),
+            None,
+            "round {round}: held"
+        );
+        dying.abort();
+        let _ = dying.await;
+        downstream.hanging.lock().unwrap().clear();
+        // The lease lapses; the second runner's loop picks the saga up.
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let loop_task = tokio::spawn({
+            let (second, stop) = (second.clone(), stop.clone());
+            async move { second.run(stop.notified_owned()).await }
+        });
+        let mut status = None;
+        for _ in 0..300 {
+            let state = second.get("co-4").await.unwrap().unwrap().state;
+            if state.status.is_terminal() {
+                status = Some(state.status);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.notify_waiters();
+        loop_task.await.unwrap();
+        assert_eq!(status, Some(SagaStatus::Completed), "round {round}");
+        assert_eq!(downstream.executed(), vec!["reserve", "charge", "ship"]);
+        assert_eq!(
+            downstream.calls.lock().unwrap()["charge"],
+            2,
+            "called again on resume"
+        );
+    }
+}
+
+#[test]
+fn definitions_need_steps_with_distinct_names() {
+    let d = Downstream::default();
+    assert_eq!(
+        SagaDefinition::new("x", vec![]).unwrap_err(),
+        DefinitionError::Empty
+    );
+    let twice = SagaDefinition::new(
+        "x",
+        vec![
+            Step::new("a", d.service("a"), d.service("b")),
+            Step::new("a", d.service("a"), d.service("b")),
+        ],
+    );
+    assert_eq!(
+        twice.unwrap_err(),
+        DefinitionError::DuplicateStep("a".into())
+    );
+}
