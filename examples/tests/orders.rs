@@ -566,3 +566,188 @@ async fn on_redis_streams_through_kills() {
         .collect();
     assert_stream_matches(&ledger, &stream);
 }
+
+/// Polls `GET /checkouts/{id}` until its state is terminal (60 s at most).
+async fn checkout_done(instance: &Instance, id: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        let reply = get_reply(instance, &format!("/checkouts/{id}")).await;
+        if reply.status == 200 {
+            last = reply.json();
+            if ["completed", "compensated", "failed"]
+                .contains(&last["state"].as_str().unwrap_or(""))
+            {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("checkout {id} did not finish in 60 s: {last}");
+}
+
+async fn get_reply(instance: &Instance, path: &str) -> Reply {
+    send(Method::GET, &instance.url(path), &[], "").await
+}
+
+/// The fake services' effect counts of one checkout: (service, action) → count.
+async fn effects_of(instance: &Instance, checkout: &str) -> BTreeMap<(String, String), i64> {
+    let all = get(instance, "/effects").await;
+    let mut counts = BTreeMap::new();
+    for service in ["inventory", "payments", "shipping"] {
+        if let Some(actions) = all[service][checkout].as_object() {
+            for (action, n) in actions {
+                counts.insert((service.to_owned(), action.clone()), n.as_i64().unwrap());
+            }
+        }
+    }
+    counts
+}
+
+fn counts(expected: &[(&str, &str)]) -> BTreeMap<(String, String), i64> {
+    expected
+        .iter()
+        .map(|(s, a)| ((s.to_string(), a.to_string()), 1))
+        .collect()
+}
+
+async fn start_checkout(instance: &Instance, id: &str, fail_at: &str, delay_ms: u64) {
+    let reply = post(
+        instance,
+        "/checkouts",
+        json!({"checkout_id": id, "order_id": "o-1", "fail_at": fail_at, "step_delay_ms": delay_ms}),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json(), json!({"checkout_id": id, "state": "running"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_complete_or_compensate_in_reverse() {
+    let server = NatsServer::start();
+    let app = Deployment::nats(&server).start("all").await;
+    for (id, fail_at) in [
+        ("co-none", "none"),
+        ("co-reserve", "reserve"),
+        ("co-charge", "charge"),
+        ("co-ship", "ship"),
+    ] {
+        start_checkout(&app, id, fail_at, 0).await;
+    }
+    let done = checkout_done(&app, "co-none").await;
+    assert_eq!(done["state"], "completed");
+    let steps: Vec<(String, String)> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("reserve".into(), "done".into()),
+            ("charge".into(), "done".into()),
+            ("ship".into(), "done".into())
+        ]
+    );
+    assert_eq!(
+        effects_of(&app, "co-none").await,
+        counts(&[
+            ("inventory", "reserve"),
+            ("payments", "charge"),
+            ("shipping", "ship")
+        ])
+    );
+    let reserve = checkout_done(&app, "co-reserve").await;
+    assert_eq!(reserve["state"], "compensated");
+    assert_eq!(reserve["steps"][0]["status"], "failed");
+    assert!(
+        effects_of(&app, "co-reserve").await.is_empty(),
+        "nothing happened, nothing undone"
+    );
+    assert_eq!(
+        checkout_done(&app, "co-charge").await["state"],
+        "compensated"
+    );
+    assert_eq!(
+        effects_of(&app, "co-charge").await,
+        counts(&[("inventory", "reserve"), ("inventory", "release")])
+    );
+    let ship = checkout_done(&app, "co-ship").await;
+    assert_eq!(ship["state"], "compensated");
+    assert_eq!(ship["steps"][0]["status"], "compensated");
+    assert_eq!(ship["steps"][1]["status"], "compensated");
+    assert_eq!(ship["steps"][2]["status"], "failed");
+    assert_eq!(
+        effects_of(&app, "co-ship").await,
+        counts(&[
+            ("inventory", "reserve"),
+            ("inventory", "release"),
+            ("payments", "charge"),
+            ("payments", "refund")
+        ])
+    );
+    // The contract's refusals.
+    post(
+        &app,
+        "/checkouts",
+        json!({"checkout_id": "co-none", "order_id": "o-1"}),
+    )
+    .await
+    .assert_problem(409);
+    for bad in [
+        json!({"order_id": "o-1"}),
+        json!({"checkout_id": "x", "order_id": "o-1", "fail_at": "pay"}),
+        json!({"checkout_id": "x", "order_id": "o-1", "step_delay_ms": -3}),
+    ] {
+        post(&app, "/checkouts", bad).await.assert_problem(422);
+    }
+    get_reply(&app, "/checkouts/nope").await.assert_problem(404);
+}
+
+/// The process is SIGKILLed mid-saga, twice (forwards, and around a failure and its
+/// compensation); a restarted instance finishes or compensates each checkout, and no action
+/// or compensation is counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_killed_mid_saga_is_finished_by_the_next_instance() {
+    let server = NatsServer::start();
+    let deployment = Deployment::nats(&server);
+    let first = deployment.start("all").await;
+    start_checkout(&first, "co-fwd", "none", 700).await;
+    start_checkout(&first, "co-back", "ship", 300).await;
+    // Mid-charge for the first, around the shipping attempts for the second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    drop(first); // SIGKILL
+    let second = deployment.start("all").await;
+    assert_eq!(checkout_done(&second, "co-fwd").await["state"], "completed");
+    assert_eq!(
+        effects_of(&second, "co-fwd").await,
+        counts(&[
+            ("inventory", "reserve"),
+            ("payments", "charge"),
+            ("shipping", "ship")
+        ])
+    );
+    assert_eq!(
+        checkout_done(&second, "co-back").await["state"],
+        "compensated"
+    );
+    assert_eq!(
+        effects_of(&second, "co-back").await,
+        counts(&[
+            ("inventory", "reserve"),
+            ("inventory", "release"),
+            ("payments", "charge"),
+            ("payments", "refund")
+        ])
+    );
+}

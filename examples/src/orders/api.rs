@@ -33,7 +33,9 @@ const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
 type Shared = Arc<Store>;
 
-pub fn router(store: Store, limits: ServeLimits) -> Router {
+/// The orders routes, with `extra` routes (the checkout saga's) merged in, behind the same
+/// head and body limits.
+pub fn router(store: Store, limits: ServeLimits, extra: Router) -> Router {
     Router::new()
         .route("/orders", post(place))
         .route("/orders/{id}", get(order))
@@ -42,13 +44,14 @@ pub fn router(store: Store, limits: ServeLimits) -> Router {
         .route("/outbox", get(outbox))
         .route("/customers/{id}", get(customer))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .with_state(Arc::new(store))
+        .merge(extra)
         .fallback(|| async {
             problem::not_found(
                 "There is no such route; see the orders contract in examples/README.md.",
             )
         })
         .method_not_allowed_fallback(|| async { problem::method_not_allowed() })
-        .with_state(Arc::new(store))
         .layer(middleware::from_fn(move |request, next| {
             read_body_within(limits, request, next)
         }))

@@ -14,7 +14,9 @@
 //! processes. See `examples/README.md` for the whole contract.
 
 mod api;
+mod checkout;
 mod config;
+mod fakes;
 mod projector;
 mod store;
 
@@ -23,7 +25,7 @@ use std::time::Duration;
 use palisade::{
     Either,
     outbox::{
-        Relay, RelayConfig,
+        Outbox, Relay, RelayConfig,
         jetstream::{JetStreamSink, ensure_stream},
         redis_streams::RedisStreamSink,
     },
@@ -121,6 +123,37 @@ async fn main() {
         )));
     }
 
+    // The checkout saga and its fake downstreams live with the API (every API instance runs
+    // the saga runner: a checkout whose instance died is resumed by another).
+    let extra = if settings.role.api() {
+        let fakes = match fakes::Fakes::open(store.pool().clone(), store.schema()).await {
+            Ok(fakes) => fakes,
+            Err(e) => {
+                eprintln!("orders: cannot create the fake services' table: {e}");
+                std::process::exit(1);
+            }
+        };
+        let runner = palisade::saga::SagaRunner::new(
+            store.pool().clone(),
+            store.schema().clone(),
+            vec![checkout::definition(&format!("http://{addr}"))],
+        )
+        .lease(Duration::from_secs(3))
+        .poll_interval(Duration::from_millis(200))
+        .publish_to(Outbox::new(store.schema().clone()));
+        if let Err(e) = runner.migrate().await {
+            eprintln!("orders: cannot migrate the saga table: {e}");
+            std::process::exit(1);
+        }
+        tasks.push(tokio::spawn({
+            let (runner, stopped) = (runner.clone(), until_stopped());
+            async move { runner.run(stopped).await }
+        }));
+        checkout::router(runner).merge(fakes.router())
+    } else {
+        axum::Router::new()
+    };
+
     tracing::info!(%addr, role = ?settings.role, "orders listening");
     println!("orders listening on http://{addr}");
     let shutdown = async move {
@@ -128,7 +161,13 @@ async fn main() {
         let _ = stop.send(true);
     };
     let limits = ServeLimits::default();
-    serve(listener, api::router(store, limits), limits, shutdown).await;
+    serve(
+        listener,
+        api::router(store, limits, extra),
+        limits,
+        shutdown,
+    )
+    .await;
     for task in tasks {
         let _ = task.await;
     }
