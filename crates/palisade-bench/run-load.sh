@@ -147,6 +147,14 @@ eventstore_runs() {
     done
 }
 
+# Saga step overhead: 500 three-step sagas against calling the steps directly.
+saga_runs() {
+    cargo build --release -q -p palisade-bench --bin saga_load
+    for round in $(seq 1 "${ROUNDS:-2}"); do
+        echo "round=$round $("$bin/saga_load" 500)"
+    done
+}
+
 case "${1:-all}" in
     redis) redis_runs ;;
     http) http_runs ;;
@@ -154,5 +162,6 @@ case "${1:-all}" in
     fleet-misses) fleet_miss_runs ;;
     outbox) outbox_runs ;;
     eventstore) eventstore_runs ;;
+    saga) saga_runs ;;
     all) redis_runs; http_runs; cache_runs ;;
 esac
