@@ -6,6 +6,15 @@ pub mod serve;
 
 use bytes::{Buf, BufMut};
 
+/// The ids the example services accept in paths and bodies: 1–128 bytes of letters, digits,
+/// `-`, `_`, `.` and `:` (they go in paths, broker headers and database keys).
+pub fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (else `default_filter`).
 pub fn init_tracing(default_filter: &str) {
     tracing_subscriber::fmt()

@@ -48,6 +48,32 @@ pub fn timeout(detail: &str) -> Response {
     )
 }
 
+/// 422: the request is well-formed but its content is not acceptable; `type_uri` and
+/// `title` name the kind (`invalid-order`, `invalid-amount`…).
+pub fn unprocessable(type_uri: &'static str, title: &'static str, detail: &str) -> Response {
+    respond(
+        ProblemDetails::new(StatusCode::UNPROCESSABLE_ENTITY)
+            .with_type(type_uri, title)
+            .with_detail(detail),
+    )
+}
+
+/// 503 with `Retry-After: 1`: a backend this handler needs is unreachable.
+pub fn unavailable(detail: &str) -> Response {
+    let mut response = respond(
+        ProblemDetails::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_type(
+                "https://palisade.rs/problems/backend-unavailable",
+                "Backend unavailable",
+            )
+            .with_detail(detail),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 /// 404: no such route (or resource), with `detail`.
 pub fn not_found(detail: &str) -> Response {
     respond(

@@ -179,6 +179,24 @@ async fn the_http_contract() {
         .await
         .assert_problem(404);
     get(&ledger, "/accounts/bad%20id").await.assert_problem(404);
+    // An Idempotency-Key makes a retried deposit change nothing, and answer the first result.
+    let url = ledger.url("/accounts/a-1/deposit");
+    let keyed = |amount: i64| {
+        send(
+            Method::POST,
+            &url,
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", "dep-1"),
+            ],
+            json!({"amount_cents": amount}).to_string(),
+        )
+    };
+    let first = keyed(10).await;
+    assert_eq!(first.json(), json!({"version": 8, "balance_cents": 760}));
+    let retried = keyed(10).await;
+    assert_eq!(retried.json(), json!({"version": 8, "balance_cents": 760}));
+    assert_eq!(get(&ledger, "/accounts/a-1").await.json()["version"], 8);
 }
 
 /// 50 concurrent withdrawals of 100 from a balance of 1 000, over two instances: exactly 10

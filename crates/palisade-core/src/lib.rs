@@ -58,6 +58,7 @@ pub mod redis;
 pub mod redis_key;
 pub mod registry;
 pub mod responder;
+pub mod shutdown;
 pub mod token;
 pub mod wire;
 

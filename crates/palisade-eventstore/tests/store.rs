@@ -296,6 +296,7 @@ async fn contended_withdrawals_never_overdraw() {
                         stream_id: "a-1".into(),
                         command: AccountCommand::Withdraw(100),
                         expected_version: None,
+                        command_id: None,
                     })
                     .await
             })
@@ -414,4 +415,50 @@ async fn projections_apply_each_event_once_across_runners_and_rebuild_the_same()
     );
     assert_eq!(runners[0].status().await.unwrap()[0].lag, 0);
     assert!(runners[0].rebuild("nope").await.is_err());
+}
+
+/// A command id is carried out once: retried (also concurrently) it appends nothing and
+/// answers what the first execution produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_with_an_id_is_carried_out_once() {
+    let (_pg, store) = store().await;
+    let accounts = Repository::<Account>::new(store.clone());
+    accounts
+        .execute("a-1", AccountCommand::Deposit(100), None)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let accounts = accounts.clone();
+            tokio::spawn(async move {
+                accounts
+                    .execute_once("a-1", "withdraw-1", AccountCommand::Withdraw(30), None)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut firsts = 0;
+    for t in tasks {
+        let done = t.await.unwrap();
+        assert_eq!(
+            (done.version, done.state.balance_cents),
+            (2, 70),
+            "every answer is the first one's"
+        );
+        firsts += usize::from(!done.duplicate);
+    }
+    assert_eq!(firsts, 1);
+    assert_eq!(accounts.load("a-1").await.unwrap().state.balance_cents, 70);
+    // Later changes do not alter what the duplicate answers.
+    accounts
+        .execute("a-1", AccountCommand::Deposit(5), None)
+        .await
+        .unwrap();
+    let again = accounts
+        .execute_once("a-1", "withdraw-1", AccountCommand::Withdraw(30), None)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.version, again.state.balance_cents), (2, 70));
 }

@@ -11,12 +11,9 @@ pub(crate) async fn until_shutdown(
     shutdown: impl Future,
     work: impl Future<Output = Result<(), OutboxError>>,
 ) -> Result<(), OutboxError> {
-    let shutdown = std::pin::pin!(shutdown);
-    tokio::select! {
-        biased;
-        _ = shutdown => Ok(()),
-        done = work => done,
-    }
+    palisade_core::shutdown::until(shutdown, work)
+        .await
+        .unwrap_or(Ok(()))
 }
 
 /// Waits for `service` to be ready and calls it with `message`; the response is dropped (a

@@ -156,12 +156,9 @@ impl<S: Sink> Relay<S> {
     /// dropped: its transaction rolls back and its events are claimed again (and deduplicated
     /// by the sink if they were already published).
     pub async fn run(&self, shutdown: impl Future) -> Result<(), OutboxError> {
-        let shutdown = std::pin::pin!(shutdown);
-        tokio::select! {
-            biased;
-            _ = shutdown => Ok(()),
-            never = self.run_forever() => never,
-        }
+        palisade_core::shutdown::until(shutdown, self.run_forever())
+            .await
+            .unwrap_or(Ok(()))
     }
 
     async fn run_forever(&self) -> Result<(), OutboxError> {

@@ -11,6 +11,9 @@ CREATE TABLE IF NOT EXISTS {schema}.sagas (
     input       jsonb       NOT NULL,
     deadline    timestamptz,
     lease_owner text,
+    -- A fresh token per claim: writes and renewals must carry it, so a driver whose lease was
+    -- taken over (even by another driver in the same process) can never write again.
+    lease_token text,
     lease_until timestamptz,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()

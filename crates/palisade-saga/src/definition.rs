@@ -24,6 +24,15 @@ pub struct StepCall {
 /// (boxed: a saga's steps are different services).
 pub type StepService = BoxCloneSyncService<StepCall, Value, BoxError>;
 
+/// The error a step returns when it knows its action **did not happen** (a declined card, an
+/// empty stock): the step is then not compensated. Any other error — a timeout, a transport
+/// failure, a 5xx — leaves the outcome unknown, and the step is compensated as if it had
+/// happened, so compensations must accept an action that never took place (a refund of
+/// nothing is a no-op).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refused: {0}")]
+pub struct StepRefused(pub String);
+
 /// Boxes `service` as a [`StepService`].
 pub fn step_service<S>(service: S) -> StepService
 where
@@ -46,7 +55,8 @@ pub struct Step {
 
 impl Step {
     /// A step named `name`: `action`, undone by `compensation` (every step has one: a saga
-    /// must be able to go back from any point). Defaults: 10 s per attempt, 3 attempts.
+    /// must be able to go back from any point). Defaults: 10 s per attempt, 3 attempts —
+    /// counted across resumes, so a step that crashes its process is not retried forever.
     pub fn new(name: impl Into<String>, action: StepService, compensation: StepService) -> Step {
         Step {
             name: name.into(),

@@ -31,8 +31,10 @@
 //!
 //! What is promised, plainly: each step's action (and compensation) is *called* at least once
 //! per attempt and again after a resume; it is *executed* once only by downstreams that honour
-//! [`StepCall::idempotency_key`]. A compensation that keeps failing parks the saga as
-//! [`SagaStatus::Failed`] with the reason — never dropped.
+//! [`StepCall::idempotency_key`]. A step that failed for certain ([`StepRefused`]) is not
+//! compensated; one whose outcome is unknown (a timeout, a transport error, a 5xx) is, so
+//! compensations must accept an action that never happened. A compensation that keeps failing
+//! parks the saga as [`SagaStatus::Failed`] with the reason — never dropped.
 
 #![warn(missing_docs)]
 
@@ -44,7 +46,9 @@ mod definition;
 mod runner;
 
 #[cfg(feature = "postgres")]
-pub use definition::{DefinitionError, SagaDefinition, Step, StepCall, StepService, step_service};
+pub use definition::{
+    DefinitionError, SagaDefinition, Step, StepCall, StepRefused, StepService, step_service,
+};
 #[cfg(feature = "postgres")]
 pub use runner::{SagaError, SagaRecord, SagaRunner};
 pub use state::{Next, SagaState, SagaStatus, StepRecord, StepStatus};

@@ -45,6 +45,14 @@ pub enum SagaError {
     Outbox(#[from] palisade_outbox::OutboxError),
 }
 
+/// A claim: the record as claimed, whether the saga's deadline passed, and the lease token
+/// every later write must carry.
+struct Claimed {
+    record: SagaRecord,
+    late: bool,
+    token: String,
+}
+
 /// A saga as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SagaRecord {
@@ -63,8 +71,11 @@ pub struct SagaRecord {
 /// of an instance that died — its lease expired).
 ///
 /// The state is written **before** each call (the step is `running`, attempt n) and **after**
-/// it (done, failed, compensated), each time under the lease (`WHERE lease_owner = me`): an
-/// instance that lost its lease stops at its next write. A resumed saga re-runs a `running`
+/// it (done, failed, compensated), each time under the lease — a token fresh for each claim
+/// (`WHERE lease_token = mine`): a driver whose lease lapsed and was taken, even by another
+/// driver in the same process, stops at its next write. The terminal progress event is
+/// written in the same transaction as the terminal state. `run` drives at most 16 sagas at
+/// once per runner; dropping its future aborts them (their leases lapse for others). A resumed saga re-runs a `running`
 /// step with the same idempotency key ([`StepCall::idempotency_key`]), so a downstream that
 /// honours it executes the step once. The lease is renewed while a call runs.
 #[derive(Clone)]
@@ -232,28 +243,39 @@ impl SagaRunner {
         row.map(|row| record(saga_id, &row)).transpose()
     }
 
-    /// Takes the lease on `saga_id` (free, expired, or already ours); `None` when another
-    /// instance holds it or the saga is terminal.
-    async fn claim(&self, saga_id: &str) -> Result<Option<(SagaRecord, bool)>, SagaError> {
+    /// Takes the lease on `saga_id` when nobody holds it (free or expired) with a fresh token;
+    /// `None` when it is held — by another instance or another driver here — or terminal.
+    async fn claim(&self, saga_id: &str) -> Result<Option<Claimed>, SagaError> {
+        let token = uuid::Uuid::new_v4().to_string();
         let row = sqlx::query(&format!(
-            "UPDATE {} SET lease_owner = $2, lease_until = now() + $3 * interval '1 millisecond' \
+            "UPDATE {} SET lease_owner = $2, lease_token = $3, updated_at = now(), \
+                 lease_until = now() + $4 * interval '1 millisecond' \
              WHERE saga_id = $1 AND status IN ('running', 'compensating') \
-               AND (lease_owner IS NULL OR lease_until < now() OR lease_owner = $2) \
+               AND (lease_until IS NULL OR lease_until < now()) \
              RETURNING definition, state, input, (deadline IS NOT NULL AND deadline < now()) AS late",
             self.table()
         ))
         .bind(saga_id)
         .bind(&self.inner.owner)
+        .bind(&token)
         .bind(self.inner.lease.as_millis() as f64)
         .fetch_optional(&self.inner.pool)
         .await?;
-        row.map(|row| Ok((record(saga_id, &row)?, row.try_get("late")?)))
-            .transpose()
+        row.map(|row| {
+            Ok(Claimed {
+                record: record(saga_id, &row)?,
+                late: row.try_get("late")?,
+                token,
+            })
+        })
+        .transpose()
     }
 
-    /// Writes `state` under our lease (renewing it), with an optional progress event.
+    /// Writes `state` under our lease (renewing it), with an optional progress event — and,
+    /// when the state is terminal, the terminal event in the same transaction.
     async fn persist(
         &self,
+        token: &str,
         record: &SagaRecord,
         event: Option<(&str, Value)>,
     ) -> Result<(), SagaError> {
@@ -265,13 +287,13 @@ impl SagaRunner {
         let written = sqlx::query(&format!(
             "UPDATE {} SET state = $2::jsonb, status = $3, updated_at = now(), \
              lease_until = now() + $5 * interval '1 millisecond' \
-             WHERE saga_id = $1 AND lease_owner = $4",
+             WHERE saga_id = $1 AND lease_token = $4",
             self.table()
         ))
         .bind(&record.saga_id)
         .bind(json_text(&record.state)?)
         .bind(&status)
-        .bind(&self.inner.owner)
+        .bind(token)
         .bind(self.inner.lease.as_millis() as f64)
         .execute(&mut *tx)
         .await?
@@ -279,26 +301,46 @@ impl SagaRunner {
         if written == 0 {
             return Err(SagaError::LeaseLost(record.saga_id.clone()));
         }
-        if let (Some(outbox), Some((event_type, payload))) = (&self.inner.outbox, event) {
-            outbox
-                .enqueue(
-                    &mut tx,
-                    NewEvent::new(&record.definition, &record.saga_id, event_type, payload),
-                )
-                .await?;
+        if let Some(outbox) = &self.inner.outbox {
+            let terminal = match record.state.status {
+                SagaStatus::Completed => Some("saga.completed"),
+                SagaStatus::Compensated => Some("saga.compensated"),
+                SagaStatus::Failed => Some("saga.failed"),
+                _ => None,
+            };
+            let events = event
+                .into_iter()
+                .chain(terminal.map(|kind| (kind, progress(record, None))));
+            for (event_type, payload) in events {
+                outbox
+                    .enqueue(
+                        &mut tx,
+                        NewEvent::new(&record.definition, &record.saga_id, event_type, payload),
+                    )
+                    .await?;
+            }
         }
         tx.commit().await?;
+        if let Some(kind) = match record.state.status {
+            SagaStatus::Completed => Some("completed"),
+            SagaStatus::Compensated => Some("compensated"),
+            SagaStatus::Failed => Some("failed"),
+            _ => None,
+        } {
+            metrics::counter!("palisade_saga_finished_total", "saga" => record.definition.clone(), "status" => kind)
+                .increment(1);
+        }
         Ok(())
     }
 
-    async fn renew(&self, saga_id: &str) -> Result<bool, SagaError> {
+    async fn renew(&self, saga_id: &str, token: &str) -> Result<bool, SagaError> {
         let renewed = sqlx::query(&format!(
             "UPDATE {} SET lease_until = now() + $3 * interval '1 millisecond' \
-             WHERE saga_id = $1 AND lease_owner = $2",
+             WHERE saga_id = $1 AND lease_token = $2",
             self.table()
         ))
         .bind(saga_id)
-        .bind(&self.inner.owner)
+        .bind(token)
         .bind(self.inner.lease.as_millis() as f64)
         .execute(&self.inner.pool)
         .await?
@@ -306,15 +348,17 @@ impl SagaRunner {
         Ok(renewed == 1)
     }
 
-    /// Calls `service` with `call` within `timeout`, renewing the lease meanwhile; `Err` with
-    /// the reason when it failed or timed out, [`SagaError::LeaseLost`] when the lease went.
+    /// Calls `service` with `call` within `timeout`, renewing the lease meanwhile. `Ok(Err)`
+    /// carries the reason and whether the step said for certain that it did not happen
+    /// ([`StepRefused`](crate::StepRefused)); [`SagaError::LeaseLost`] when the lease went.
     async fn call(
         &self,
         saga_id: &str,
+        token: &str,
         service: crate::definition::StepService,
         call: StepCall,
         timeout: Duration,
-    ) -> Result<Result<Value, String>, SagaError> {
+    ) -> Result<Result<Value, (String, bool)>, SagaError> {
         let attempt = tokio::time::timeout(timeout, service.oneshot(call));
         let mut attempt = std::pin::pin!(attempt);
         let mut renewal = tokio::time::interval(self.inner.lease / 3);
@@ -324,12 +368,15 @@ impl SagaRunner {
                 outcome = &mut attempt => {
                     return Ok(match outcome {
                         Ok(Ok(value)) => Ok(value),
-                        Ok(Err(error)) => Err(error.to_string()),
-                        Err(_) => Err(format!("timed out after {timeout:?}")),
+                        Ok(Err(error)) => {
+                            let definite = error.is::<crate::definition::StepRefused>();
+                            Err((error.to_string(), definite))
+                        }
+                        Err(_) => Err((format!("timed out after {timeout:?}"), false)),
                     });
                 }
                 _ = renewal.tick() => {
-                    if !self.renew(saga_id).await? {
+                    if !self.renew(saga_id, token).await? {
                         return Err(SagaError::LeaseLost(saga_id.to_owned()));
                     }
                 }
@@ -337,10 +384,38 @@ impl SagaRunner {
         }
     }
 
-    /// Runs saga `saga_id` here to a terminal state, if no other instance holds it; its final
-    /// status, or `None` when it is held elsewhere or already finished.
+    /// Waits before the next attempt (at most a third of the lease, renewing it after).
+    async fn pause(
+        &self,
+        saga_id: &str,
+        token: &str,
+        attempt: u32,
+        previous: Duration,
+    ) -> Result<Duration, SagaError> {
+        let wait = backoff::delay(
+            Jitter::Decorrelated,
+            Duration::from_millis(50),
+            (self.inner.lease / 3).min(Duration::from_secs(2)),
+            attempt,
+            previous,
+            palisade_core::random::unit(),
+        );
+        tokio::time::sleep(wait).await;
+        if !self.renew(saga_id, token).await? {
+            return Err(SagaError::LeaseLost(saga_id.to_owned()));
+        }
+        Ok(wait)
+    }
+
+    /// Runs saga `saga_id` here to a terminal state, if nobody holds it; its final status, or
+    /// `None` when it is held (elsewhere, or by another driver here) or already finished.
     pub async fn drive(&self, saga_id: &str) -> Result<Option<SagaStatus>, SagaError> {
-        let Some((mut record, mut late)) = self.claim(saga_id).await? else {
+        let Some(Claimed {
+            mut record,
+            mut late,
+            token,
+        }) = self.claim(saga_id).await?
+        else {
             return Ok(None);
         };
         let definition = self
@@ -358,29 +433,26 @@ impl SagaRunner {
         loop {
             match record.state.next() {
                 Next::Done(status) => {
-                    let kind = match status {
-                        SagaStatus::Completed => "saga.completed",
-                        SagaStatus::Compensated => "saga.compensated",
-                        _ => "saga.failed",
-                    };
-                    record.state.status = status;
-                    self.persist(&record, Some((kind, progress(&record, None))))
-                        .await?;
-                    metrics::counter!("palisade_saga_finished_total", "saga" => record.definition.clone(), "status" => kind)
-                        .increment(1);
+                    if record.state.status != status {
+                        record.state.status = status;
+                        self.persist(&token, &record, None).await?;
+                    }
                     return Ok(Some(status));
                 }
                 Next::Run(i) => {
                     let step = &definition.steps[i];
-                    let mut outcome = Err("not attempted".to_owned());
+                    let mut outcome = Err(("not attempted".to_owned(), false));
                     let mut previous = Duration::ZERO;
-                    for attempt in 0..step.attempts {
+                    // Attempts are counted in the stored state: a resume continues the count.
+                    while record.state.steps[i].attempts < step.attempts {
                         if late {
-                            outcome = Err("the saga's deadline passed".to_owned());
+                            // Not definite: a step left running by a dead driver may have
+                            // happened (never attempted counts as definite below).
+                            outcome = Err(("the saga's deadline passed".to_owned(), false));
                             break;
                         }
                         record.state.starting(i);
-                        self.persist(&record, None).await?;
+                        self.persist(&token, &record, None).await?;
                         let call = StepCall {
                             saga_id: saga_id.to_owned(),
                             step: step.name.clone(),
@@ -388,27 +460,33 @@ impl SagaRunner {
                             input: record.input.clone(),
                         };
                         outcome = self
-                            .call(saga_id, step.action.clone(), call, step.timeout)
+                            .call(saga_id, &token, step.action.clone(), call, step.timeout)
                             .await?;
-                        if outcome.is_ok() || attempt + 1 == step.attempts {
+                        if outcome.is_ok() || record.state.steps[i].attempts >= step.attempts {
                             break;
                         }
-                        previous = pause(attempt, previous).await;
+                        previous = self
+                            .pause(saga_id, &token, record.state.steps[i].attempts, previous)
+                            .await?;
                         late = self.late(saga_id).await?;
                     }
                     match outcome {
                         Ok(result) => {
                             record.state.succeeded(i, result);
                             self.persist(
+                                &token,
                                 &record,
                                 Some(("saga.step_done", progress(&record, Some(i)))),
                             )
                             .await?;
                         }
-                        Err(reason) => {
-                            tracing::warn!(saga_id, step = %step.name, %reason, "saga step failed; compensating");
-                            record.state.failed(i, reason);
+                        Err((reason, definite)) => {
+                            // Out of attempts with no answer on record: it may have happened.
+                            let definite = definite || record.state.steps[i].attempts == 0;
+                            tracing::warn!(saga_id, step = %step.name, %reason, definite, "saga step failed; compensating");
+                            record.state.failed(i, reason, definite);
                             self.persist(
+                                &token,
                                 &record,
                                 Some(("saga.step_failed", progress(&record, Some(i)))),
                             )
@@ -418,11 +496,13 @@ impl SagaRunner {
                 }
                 Next::Compensate(i) => {
                     let step = &definition.steps[i];
-                    let mut outcome = Err("not attempted".to_owned());
+                    let mut outcome = Err(("not attempted".to_owned(), false));
                     let mut previous = Duration::ZERO;
-                    for attempt in 0..definition.compensation_attempts {
+                    while record.state.steps[i].compensation_attempts
+                        < definition.compensation_attempts
+                    {
                         record.state.compensating(i);
-                        self.persist(&record, None).await?;
+                        self.persist(&token, &record, None).await?;
                         let call = StepCall {
                             saga_id: saga_id.to_owned(),
                             step: step.name.clone(),
@@ -430,26 +510,43 @@ impl SagaRunner {
                             input: record.input.clone(),
                         };
                         outcome = self
-                            .call(saga_id, step.compensation.clone(), call, step.timeout)
+                            .call(
+                                saga_id,
+                                &token,
+                                step.compensation.clone(),
+                                call,
+                                step.timeout,
+                            )
                             .await?;
-                        if outcome.is_ok() || attempt + 1 == definition.compensation_attempts {
+                        if outcome.is_ok()
+                            || record.state.steps[i].compensation_attempts
+                                >= definition.compensation_attempts
+                        {
                             break;
                         }
-                        previous = pause(attempt, previous).await;
+                        previous = self
+                            .pause(
+                                saga_id,
+                                &token,
+                                record.state.steps[i].compensation_attempts,
+                                previous,
+                            )
+                            .await?;
                     }
                     match outcome {
                         Ok(_) => {
                             record.state.compensated(i);
                             self.persist(
+                                &token,
                                 &record,
                                 Some(("saga.step_compensated", progress(&record, Some(i)))),
                             )
                             .await?;
                         }
-                        Err(reason) => {
+                        Err((reason, _)) => {
                             tracing::error!(saga_id, step = %step.name, %reason, "compensation keeps failing; saga parked");
                             record.state.compensation_failed(i, reason);
-                            self.persist(&record, None).await?;
+                            self.persist(&token, &record, None).await?;
                         }
                     }
                 }
@@ -471,57 +568,51 @@ impl SagaRunner {
     /// Until `shutdown`: picks up sagas nobody holds (new, or their instance died) and drives
     /// each on its own task.
     pub async fn run(&self, shutdown: impl Future) {
-        let shutdown = std::pin::pin!(shutdown);
-        tokio::select! {
-            biased;
-            _ = shutdown => {}
-            _ = self.run_forever() => {}
-        }
+        let _ = palisade_core::shutdown::until(shutdown, self.run_forever()).await;
     }
 
     async fn run_forever(&self) {
-        let driving = Arc::new(tokio::sync::Mutex::new(std::collections::HashSet::new()));
+        // At most this many sagas driven here at once; the scan asks for no more than the free
+        // slots, so a backlog is shared with the other instances instead of hoarded.
+        const SLOTS: usize = 16;
+        let slots = Arc::new(tokio::sync::Semaphore::new(SLOTS));
+        let mut driving = tokio::task::JoinSet::new();
+        let known: Vec<String> = self.inner.definitions.keys().cloned().collect();
         loop {
-            let free: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(&format!(
-                "SELECT saga_id FROM {} WHERE status IN ('running', 'compensating') \
-                 AND (lease_owner IS NULL OR lease_until < now()) ORDER BY updated_at LIMIT 32",
-                self.table()
-            ))
-            .fetch_all(&self.inner.pool)
-            .await;
-            match free {
-                Ok(ids) => {
-                    for id in ids {
-                        if !driving.lock().await.insert(id.clone()) {
-                            continue;
+            while driving.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            if free > 0 {
+                let scan: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(&format!(
+                    "SELECT saga_id FROM {} WHERE status IN ('running', 'compensating') \
+                     AND definition = ANY($1) AND (lease_until IS NULL OR lease_until < now()) \
+                     ORDER BY updated_at LIMIT $2",
+                    self.table()
+                ))
+                .bind(&known)
+                .bind(free as i64)
+                .fetch_all(&self.inner.pool)
+                .await;
+                match scan {
+                    Ok(ids) => {
+                        for id in ids {
+                            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            let runner = self.clone();
+                            driving.spawn(async move {
+                                if let Err(error) = runner.drive(&id).await {
+                                    tracing::warn!(saga_id = %id, %error, "saga not driven to the end here");
+                                }
+                                drop(slot);
+                            });
                         }
-                        let (runner, driving) = (self.clone(), driving.clone());
-                        tokio::spawn(async move {
-                            if let Err(error) = runner.drive(&id).await {
-                                tracing::warn!(saga_id = %id, %error, "saga not driven to the end here");
-                            }
-                            driving.lock().await.remove(&id);
-                        });
                     }
+                    Err(error) => tracing::warn!(%error, "saga runner: scan failed"),
                 }
-                Err(error) => tracing::warn!(%error, "saga runner: scan failed"),
             }
             tokio::time::sleep(self.inner.poll_interval).await;
         }
     }
-}
-
-async fn pause(attempt: u32, previous: Duration) -> Duration {
-    let wait = backoff::delay(
-        Jitter::Decorrelated,
-        Duration::from_millis(50),
-        Duration::from_secs(2),
-        attempt,
-        previous,
-        palisade_core::random::unit(),
-    );
-    tokio::time::sleep(wait).await;
-    wait
 }
 
 fn progress(record: &SagaRecord, step: Option<usize>) -> Value {

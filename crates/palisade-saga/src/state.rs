@@ -39,8 +39,12 @@ pub enum StepStatus {
     Running,
     /// Succeeded.
     Done,
-    /// Failed (its compensation is not run: it did not happen).
+    /// Refused for certain (the step said it did not happen, see `StepRefused`): not
+    /// compensated.
     Failed,
+    /// Failed with an unknown outcome (timed out, a transport error, its driver died and the
+    /// deadline passed): it may have happened, so it is compensated like a done step.
+    Uncertain,
     /// Being compensated.
     Compensating,
     /// Compensated.
@@ -56,8 +60,14 @@ pub struct StepRecord {
     pub name: String,
     /// Its status.
     pub status: StepStatus,
-    /// Attempts made (of the action, then of the compensation).
+    /// Attempts of the action so far (across resumes).
     pub attempts: u32,
+    /// Attempts of the compensation so far (across resumes).
+    #[serde(default)]
+    pub compensation_attempts: u32,
+    /// This is the step whose failure turned the saga around.
+    #[serde(default)]
+    pub failed: bool,
     /// The last error, when it failed.
     pub error: Option<String>,
     /// The action's result, when it succeeded.
@@ -95,6 +105,8 @@ impl SagaState {
                     name: name.to_owned(),
                     status: StepStatus::Pending,
                     attempts: 0,
+                    compensation_attempts: 0,
+                    failed: false,
                     error: None,
                     result: None,
                 })
@@ -114,11 +126,12 @@ impl SagaState {
                 Some(i) => Next::Run(i),
                 None => Next::Done(SagaStatus::Completed),
             },
-            SagaStatus::Compensating => match self
-                .steps
-                .iter()
-                .rposition(|s| matches!(s.status, StepStatus::Done | StepStatus::Compensating))
-            {
+            SagaStatus::Compensating => match self.steps.iter().rposition(|s| {
+                matches!(
+                    s.status,
+                    StepStatus::Done | StepStatus::Compensating | StepStatus::Uncertain
+                )
+            }) {
                 Some(i) => Next::Compensate(i),
                 None => Next::Done(SagaStatus::Compensated),
             },
@@ -146,11 +159,17 @@ impl SagaState {
         }
     }
 
-    /// Step `i` failed for good: compensation begins (or the saga is compensated at once when
-    /// nothing was done before it).
-    pub fn failed(&mut self, i: usize, error: String) {
+    /// Step `i` failed for good — `definite` when the step said it did not happen, else with
+    /// an unknown outcome (then it is compensated too): compensation begins (or the saga is
+    /// compensated at once when nothing may have happened).
+    pub fn failed(&mut self, i: usize, error: String, definite: bool) {
         if let Some(step) = self.steps.get_mut(i) {
-            step.status = StepStatus::Failed;
+            step.status = if definite {
+                StepStatus::Failed
+            } else {
+                StepStatus::Uncertain
+            };
+            step.failed = true;
             step.error = Some(error);
         }
         self.status = SagaStatus::Compensating;
@@ -163,7 +182,7 @@ impl SagaState {
     pub fn compensating(&mut self, i: usize) {
         if let Some(step) = self.steps.get_mut(i) {
             step.status = StepStatus::Compensating;
-            step.attempts += 1;
+            step.compensation_attempts += 1;
         }
     }
 
@@ -171,7 +190,6 @@ impl SagaState {
     pub fn compensated(&mut self, i: usize) {
         if let Some(step) = self.steps.get_mut(i) {
             step.status = StepStatus::Compensated;
-            step.error = None;
         }
         if let Next::Done(done) = self.next() {
             self.status = done;
@@ -187,14 +205,20 @@ impl SagaState {
         self.status = SagaStatus::Failed;
     }
 
-    /// The first failed step and its reason, when the saga failed or was compensated.
+    /// The step whose failure turned the saga around, and why.
     pub fn failure(&self) -> Option<(&str, &str)> {
-        self.steps.iter().find_map(|s| match s.status {
-            StepStatus::Failed | StepStatus::CompensationFailed => {
-                Some((s.name.as_str(), s.error.as_deref().unwrap_or("")))
-            }
-            _ => None,
-        })
+        self.steps
+            .iter()
+            .find(|s| s.failed)
+            .map(|s| (s.name.as_str(), s.error.as_deref().unwrap_or("")))
+    }
+
+    /// The parked compensation, when the saga failed.
+    pub fn parked(&self) -> Option<(&str, &str)> {
+        self.steps
+            .iter()
+            .find(|s| s.status == StepStatus::CompensationFailed)
+            .map(|s| (s.name.as_str(), s.error.as_deref().unwrap_or("")))
     }
 }
 
@@ -231,7 +255,7 @@ mod tests {
         s.starting(1);
         s.succeeded(1, serde_json::json!(null));
         s.starting(2);
-        s.failed(2, "no courier".into());
+        s.failed(2, "no courier".into(), true);
         assert_eq!(s.status, SagaStatus::Compensating);
         assert_eq!(s.next(), Next::Compensate(1));
         s.compensating(1);
@@ -252,9 +276,26 @@ mod tests {
     fn a_first_step_failure_is_compensated_at_once() {
         let mut s = three();
         s.starting(0);
-        s.failed(0, "out of stock".into());
+        s.failed(0, "out of stock".into(), true);
         assert_eq!(s.status, SagaStatus::Compensated);
         assert_eq!(s.next(), Next::Done(SagaStatus::Compensated));
+    }
+
+    #[test]
+    fn an_uncertain_failure_is_compensated_too() {
+        let mut s = three();
+        s.starting(0);
+        s.succeeded(0, serde_json::json!(null));
+        s.starting(1);
+        s.failed(1, "timed out".into(), false);
+        assert_eq!(s.next(), Next::Compensate(1), "it may have charged: refund");
+        s.compensating(1);
+        s.compensated(1);
+        assert_eq!(s.next(), Next::Compensate(0));
+        s.compensating(0);
+        s.compensated(0);
+        assert_eq!(s.status, SagaStatus::Compensated);
+        assert_eq!(s.failure(), Some(("charge", "timed out")));
     }
 
     #[test]
@@ -263,7 +304,7 @@ mod tests {
         s.starting(0);
         s.succeeded(0, serde_json::json!(null));
         s.starting(1);
-        s.failed(1, "declined".into());
+        s.failed(1, "declined".into(), true);
         s.compensating(0);
         s.compensation_failed(0, "inventory down".into());
         assert_eq!(s.status, SagaStatus::Failed);

@@ -10,11 +10,12 @@ use std::{
 
 use palisade_outbox::Schema;
 use palisade_saga::{
-    DefinitionError, SagaDefinition, SagaRunner, SagaStatus, Step, StepCall, StepStatus,
-    step_service,
+    DefinitionError, SagaDefinition, SagaRunner, SagaStatus, Step, StepCall, StepRefused,
+    StepStatus, step_service,
 };
 use palisade_testkit::TestPostgres;
 use serde_json::{Value, json};
+use tower::BoxError;
 
 /// A downstream that executes each idempotency key once and records every call.
 #[derive(Clone, Default)]
@@ -22,8 +23,10 @@ struct Downstream {
     executed: Arc<Mutex<Vec<String>>>,
     keys: Arc<Mutex<HashSet<String>>>,
     calls: Arc<Mutex<HashMap<String, u32>>>,
-    /// Actions that fail (by name).
+    /// Actions that refuse for certain (by name): `StepRefused`.
     failing: Arc<Mutex<HashSet<String>>>,
+    /// Actions that fail with an unknown outcome (by name): a plain error.
+    uncertain: Arc<Mutex<HashSet<String>>>,
     /// Actions that never answer (by name), until cleared.
     hanging: Arc<Mutex<HashSet<String>>>,
 }
@@ -40,7 +43,10 @@ impl Downstream {
                     .entry(action.to_owned())
                     .or_default() += 1;
                 if me.failing.lock().unwrap().contains(action) {
-                    return Err::<Value, String>(format!("{action} failed"));
+                    return Err::<Value, BoxError>(StepRefused(format!("{action} refused")).into());
+                }
+                if me.uncertain.lock().unwrap().contains(action) {
+                    return Err(format!("{action}: connection reset").into());
                 }
                 if me.keys.lock().unwrap().insert(call.idempotency_key.clone()) {
                     me.executed.lock().unwrap().push(action.to_owned());
@@ -143,6 +149,28 @@ async fn a_failed_step_compensates_the_done_ones_in_reverse() {
     assert_eq!(downstream.calls.lock().unwrap()["ship"], 3);
 }
 
+/// A step whose outcome is unknown (no definite refusal) may have happened: it is compensated
+/// too, before the steps before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncertain_failure_is_compensated_as_well() {
+    let pg = TestPostgres::connect().await;
+    let downstream = Downstream::default();
+    downstream.uncertain.lock().unwrap().insert("ship".into());
+    let runner = runner(&pg, &downstream).await;
+    runner.start("co-u", "checkout", json!({})).await.unwrap();
+    assert_eq!(
+        runner.drive("co-u").await.unwrap(),
+        Some(SagaStatus::Compensated)
+    );
+    assert_eq!(
+        downstream.executed(),
+        vec!["reserve", "charge", "cancel", "refund", "release"]
+    );
+    let state = runner.get("co-u").await.unwrap().unwrap().state;
+    assert_eq!(state.steps[2].status, StepStatus::Compensated);
+    assert_eq!(state.failure().unwrap().0, "ship");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compensation_that_keeps_failing_parks_the_saga() {
     let pg = TestPostgres::connect().await;
@@ -236,4 +264,26 @@ fn definitions_need_steps_with_distinct_names() {
         twice.unwrap_err(),
         DefinitionError::DuplicateStep("a".into())
     );
+}
+
+/// Regression: a claim by the same runner (the HTTP handler's drive and the runner's own scan)
+/// was let in by the owner check, and two drivers ran one saga. Each claim now has its own
+/// token: the second finds the lease held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_runner_never_drives_a_saga_twice() {
+    let pg = TestPostgres::connect().await;
+    let downstream = Downstream::default();
+    downstream.hanging.lock().unwrap().insert("charge".into());
+    let runner = runner(&pg, &downstream).await;
+    runner.start("co-6", "checkout", json!({})).await.unwrap();
+    let first = tokio::spawn({
+        let runner = runner.clone();
+        async move { runner.drive("co-6").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = tokio::time::timeout(Duration::from_secs(2), runner.drive("co-6")).await;
+    assert!(matches!(second, Ok(Ok(None))), "{second:?}");
+    downstream.hanging.lock().unwrap().clear();
+    assert_eq!(first.await.unwrap().unwrap(), Some(SagaStatus::Completed));
+    assert_eq!(downstream.calls.lock().unwrap()["charge"], 1);
 }

@@ -6,7 +6,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{Path, State, rejection::PathRejection},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -18,14 +18,12 @@ use palisade::{
 use palisade_examples::{
     problem::{self, respond},
     serve::{ServeLimits, check_head, read_body_within},
+    valid_id,
 };
 use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::account::{Account, AccountCommand, AccountError, AccountEvent};
-
-/// The longest account id, in bytes.
-const MAX_ID: usize = 128;
 
 pub struct App {
     pub accounts: Repository<Account>,
@@ -57,21 +55,11 @@ pub fn router(app: App, limits: ServeLimits) -> Router {
         .layer(middleware::from_fn(check_head))
 }
 
-fn valid_id(id: &str) -> bool {
-    (1..=MAX_ID).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
 fn unprocessable(detail: &str) -> Response {
-    respond(
-        ProblemDetails::new(StatusCode::UNPROCESSABLE_ENTITY)
-            .with_type(
-                "https://palisade.rs/problems/invalid-amount",
-                "Invalid amount",
-            )
-            .with_detail(detail),
+    problem::unprocessable(
+        "https://palisade.rs/problems/invalid-amount",
+        "Invalid amount",
+        detail,
     )
 }
 
@@ -89,18 +77,7 @@ fn no_such_account(id: &str) -> Response {
 
 fn unavailable(error: &dyn std::fmt::Display) -> Response {
     tracing::warn!(%error, "ledger: store failed");
-    let mut response = respond(
-        ProblemDetails::new(StatusCode::SERVICE_UNAVAILABLE)
-            .with_type(
-                "https://palisade.rs/problems/backend-unavailable",
-                "Backend unavailable",
-            )
-            .with_detail("PostgreSQL did not complete the request."),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    problem::unavailable("PostgreSQL did not complete the request.")
 }
 
 /// The account id of the path, or (as `Err`) what to name in the 404.
@@ -138,6 +115,7 @@ fn parse_change(body: &[u8]) -> Result<(i64, Option<u64>), String> {
 async fn change(
     app: &App,
     id: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
     body: &[u8],
     command: fn(i64) -> AccountCommand,
 ) -> Response {
@@ -149,7 +127,23 @@ async fn change(
         Ok(change) => change,
         Err(why) => return unprocessable(&why),
     };
-    match app.accounts.execute(&id, command(amount), expected).await {
+    // With an `Idempotency-Key`, a retried request changes nothing and gets the first answer.
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(key)) if (1..=255).contains(&key.len()) => Some(key.to_owned()),
+        Some(_) => {
+            return unprocessable("Idempotency-Key must be 1 to 255 visible ASCII characters");
+        }
+    };
+    let executed = match &key {
+        Some(key) => {
+            app.accounts
+                .execute_once(&id, key, command(amount), expected)
+                .await
+        }
+        None => app.accounts.execute(&id, command(amount), expected).await,
+    };
+    match executed {
         Ok(done) => Json(json!({
             "version": done.version,
             "balance_cents": done.state.balance_cents,
@@ -201,17 +195,19 @@ async fn change(
 async fn deposit(
     State(app): State<Shared>,
     id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    change(&app, id, &body, AccountCommand::Deposit).await
+    change(&app, id, &headers, &body, AccountCommand::Deposit).await
 }
 
 async fn withdraw(
     State(app): State<Shared>,
     id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    change(&app, id, &body, AccountCommand::Withdraw).await
+    change(&app, id, &headers, &body, AccountCommand::Withdraw).await
 }
 
 async fn account(State(app): State<Shared>, id: Result<Path<String>, PathRejection>) -> Response {
@@ -306,6 +302,14 @@ async fn rebuild(State(app): State<Shared>, Path(name): Path<String>) -> Respons
         return problem::not_found("There is no projection with this name.");
     }
     match app.projections.rebuild(&name).await {
+        Err(StoreError::Invalid(why)) => respond(
+            ProblemDetails::new(StatusCode::CONFLICT)
+                .with_type(
+                    "https://palisade.rs/problems/rebuild-running",
+                    "Rebuild running",
+                )
+                .with_detail(&why),
+        ),
         Ok(at) => Json(json!({
             "name": name,
             "position": at.global_position,

@@ -43,10 +43,10 @@ impl Projection for Balances {
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
-            let Ok(decoded) = serde_json::from_value::<AccountEvent>(event.payload.clone()) else {
-                tracing::warn!(event_type = %event.event_type, "balances: not an account event");
-                return Ok(());
-            };
+            // An event this projection cannot read stops it (the lag shows it) rather than
+            // being skipped past for good.
+            let decoded = serde_json::from_value::<AccountEvent>(event.payload.clone())
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             sqlx::query(&format!(
                 "INSERT INTO {table} AS b (account_id, balance_cents, position) VALUES ($1, $2, $3) \
                  ON CONFLICT (account_id) DO UPDATE SET \

@@ -7,7 +7,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{Path, RawQuery, State, rejection::PathRejection},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -19,12 +19,13 @@ use palisade::{
 use palisade_examples::{
     problem::{self, respond},
     serve::{ServeLimits, check_head, read_body_within},
+    valid_id,
 };
 use serde_json::{Value, json};
 
 use crate::store::{Order, Store, Written};
 
-/// The longest order or customer id, in bytes.
+/// The longest order or customer id, in bytes (`palisade_examples::valid_id`).
 const MAX_ID: usize = 128;
 
 /// The largest `amount_cents` (ten billion in the currency's unit): sums over a customer's
@@ -58,23 +59,11 @@ pub fn router(store: Store, limits: ServeLimits, extra: Router) -> Router {
         .layer(middleware::from_fn(check_head))
 }
 
-/// An id is 1–128 bytes of letters, digits, `-`, `_`, `.` and `:` (it goes in paths, in the
-/// events' headers and in the read model's key).
-fn valid_id(id: &str) -> bool {
-    (1..=MAX_ID).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
 fn unprocessable(detail: &str) -> Response {
-    respond(
-        ProblemDetails::new(StatusCode::UNPROCESSABLE_ENTITY)
-            .with_type(
-                "https://palisade.rs/problems/invalid-order",
-                "Invalid order",
-            )
-            .with_detail(detail),
+    problem::unprocessable(
+        "https://palisade.rs/problems/invalid-order",
+        "Invalid order",
+        detail,
     )
 }
 
@@ -119,18 +108,9 @@ fn failed_on_purpose() -> Response {
 
 fn database_unavailable(error: &OutboxError) -> Response {
     tracing::warn!(%error, "orders: database call failed");
-    let mut response = respond(
-        ProblemDetails::new(StatusCode::SERVICE_UNAVAILABLE)
-            .with_type(
-                "https://palisade.rs/problems/backend-unavailable",
-                "Backend unavailable",
-            )
-            .with_detail("PostgreSQL did not complete the request; nothing was committed unless the order shows it."),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    problem::unavailable(
+        "PostgreSQL did not complete the request; nothing was committed unless the order shows it.",
+    )
 }
 
 /// `?fail=after_write` → true; no `fail` → false; anything else → 422.

@@ -24,7 +24,10 @@ use palisade::{
         SagaDefinition, SagaError, SagaRunner, SagaStatus, Step, StepCall, StepStatus, step_service,
     },
 };
-use palisade_examples::problem::{self, respond};
+use palisade_examples::{
+    problem::{self, respond},
+    valid_id,
+};
 use serde_json::{Value, json};
 
 use crate::fakes::SERVICES;
@@ -60,6 +63,13 @@ pub fn definition(base: &str) -> SagaDefinition {
                 let response = client.request(request).await?;
                 let status = response.status();
                 let body = response.into_body().collect().await?.to_bytes();
+                if status.is_client_error() {
+                    // The downstream refused: it did not happen (not compensated).
+                    return Err(palisade::saga::StepRefused(format!(
+                        "{service} {action}: {status}"
+                    ))
+                    .into());
+                }
                 if !status.is_success() {
                     return Err(format!("{service} {action}: {status}").into());
                 }
@@ -95,21 +105,11 @@ pub fn router(runner: SagaRunner) -> Router {
 }
 
 fn unprocessable(detail: &str) -> Response {
-    respond(
-        ProblemDetails::new(StatusCode::UNPROCESSABLE_ENTITY)
-            .with_type(
-                "https://palisade.rs/problems/invalid-checkout",
-                "Invalid checkout",
-            )
-            .with_detail(detail),
+    problem::unprocessable(
+        "https://palisade.rs/problems/invalid-checkout",
+        "Invalid checkout",
+        detail,
     )
-}
-
-fn valid_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// `{"checkout_id", "order_id", "fail_at", "step_delay_ms"}` → (checkout id, saga input).
@@ -179,14 +179,7 @@ async fn start(State(runner): State<Shared>, body: Bytes) -> Response {
         ),
         Err(error) => {
             tracing::warn!(%error, "checkout: cannot start");
-            respond(
-                ProblemDetails::new(StatusCode::SERVICE_UNAVAILABLE)
-                    .with_type(
-                        "https://palisade.rs/problems/backend-unavailable",
-                        "Backend unavailable",
-                    )
-                    .with_detail("PostgreSQL did not complete the request."),
-            )
+            problem::unavailable("PostgreSQL did not complete the request.")
         }
     }
 }
@@ -205,7 +198,7 @@ fn step_name(status: StepStatus) -> &'static str {
         StepStatus::Pending => "pending",
         StepStatus::Running => "running",
         StepStatus::Done => "done",
-        StepStatus::Failed => "failed",
+        StepStatus::Failed | StepStatus::Uncertain => "failed",
         StepStatus::Compensating => "compensating",
         StepStatus::Compensated => "compensated",
         StepStatus::CompensationFailed => "compensation_failed",
@@ -229,7 +222,7 @@ async fn status(State(runner): State<Shared>, id: Result<Path<String>, PathRejec
         Ok(None) => problem::not_found("There is no checkout with this id."),
         Err(error) => {
             tracing::warn!(%error, "checkout: cannot read");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+            problem::unavailable("PostgreSQL did not complete the request.")
         }
     }
 }

@@ -13,6 +13,7 @@ use axum::{
     routing::{get, post},
 };
 use palisade::outbox::Schema;
+use palisade_examples::problem;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
 
@@ -54,8 +55,8 @@ impl Fakes {
 }
 
 /// Body: `{"checkout_id", "fail": bool, "delay_ms": n}`; header `Idempotency-Key`. Either
-/// waits `delay_ms` and fails (500, no effect), or records the effect once per key, then waits
-/// `delay_ms` and answers 200.
+/// waits `delay_ms` and refuses (422, no effect), or records the effect once per key — a
+/// compensation only when its action happened — then waits `delay_ms` and answers 200.
 async fn act(
     State(fakes): State<Arc<Fakes>>,
     Path((service, action)): Path<(String, String)>,
@@ -80,10 +81,36 @@ async fn act(
     };
     let delay = Duration::from_millis(request["delay_ms"].as_u64().unwrap_or(0).min(60_000));
     if request["fail"].as_bool().unwrap_or(false) {
+        // A definite refusal (a declined card, no stock): nothing happened.
         tokio::time::sleep(delay).await;
-        return (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose").into_response();
+        return (StatusCode::UNPROCESSABLE_ENTITY, "refusing on purpose").into_response();
     }
     let checkout = request["checkout_id"].as_str().unwrap_or_default();
+    // A compensation of an action that never happened (its outcome was unknown to the saga)
+    // is a no-op, as with a real service: nothing to release, refund or cancel.
+    if let Some((_, forward, _)) = SERVICES
+        .iter()
+        .find(|(s, _, c)| *s == service && *c == action)
+    {
+        let happened: Result<Option<i64>, _> = sqlx::query_scalar(&format!(
+            "SELECT 1::bigint FROM {} WHERE service = $1 AND action = $2 AND checkout_id = $3",
+            fakes.table
+        ))
+        .bind(&service)
+        .bind(forward)
+        .bind(checkout)
+        .fetch_optional(&fakes.pool)
+        .await;
+        match happened {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tokio::time::sleep(delay).await;
+                return Json(json!({"service": service, "action": action, "noop": true}))
+                    .into_response();
+            }
+            Err(_) => return problem::unavailable("PostgreSQL did not answer."),
+        }
+    }
     let recorded = sqlx::query(&format!(
         "INSERT INTO {} (idempotency_key, service, action, checkout_id) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (idempotency_key) DO NOTHING",
@@ -105,7 +132,7 @@ async fn act(
             "repeated": done.rows_affected() == 0,
         }))
         .into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
+        Err(_) => problem::unavailable("PostgreSQL did not answer."),
     }
 }
 
@@ -119,7 +146,7 @@ async fn effects(State(fakes): State<Arc<Fakes>>) -> Response {
     .fetch_all(&fakes.pool)
     .await;
     let Ok(rows) = rows else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+        return problem::unavailable("PostgreSQL did not answer.");
     };
     let mut all: BTreeMap<String, BTreeMap<String, BTreeMap<String, i64>>> = SERVICES
         .iter()

@@ -3,7 +3,7 @@
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use palisade::ProblemDetails;
-pub use palisade_examples::problem::{method_not_allowed, respond};
+pub use palisade_examples::problem::{method_not_allowed, respond, unavailable};
 
 /// 400 / 413 / 415 / 422: the request itself is wrong.
 pub fn invalid(status: StatusCode, detail: &str) -> Response {
@@ -56,22 +56,6 @@ pub fn upstream(detail: &str, attempts: u32) -> Response {
             .with_detail(detail)
             .with_member("attempts", attempts),
     )
-}
-
-/// 503: a backend this handler needs (the ledger store) is unreachable.
-pub fn unavailable(detail: &str) -> Response {
-    let mut response = respond(
-        ProblemDetails::new(StatusCode::SERVICE_UNAVAILABLE)
-            .with_type(
-                "https://palisade.rs/problems/backend-unavailable",
-                "Backend unavailable",
-            )
-            .with_detail(detail),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }
 
 /// 404: no such route.

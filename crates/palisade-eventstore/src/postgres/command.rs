@@ -18,6 +18,9 @@ pub struct CommandRequest<C> {
     pub command: C,
     /// The version the caller saw, when it wants a stale view to be refused.
     pub expected_version: Option<u64>,
+    /// The command's id, when it must be carried out at most once (a client's idempotency
+    /// key, a message's event id): see [`Repository::execute_once`].
+    pub command_id: Option<String>,
 }
 
 /// The service: each request is [`Repository::execute`]. Always ready; its future is boxed (it
@@ -50,13 +53,27 @@ where
     fn call(&mut self, request: CommandRequest<A::Command>) -> Self::Future {
         let repository = self.repository.clone();
         Box::pin(async move {
-            repository
-                .execute(
-                    &request.stream_id,
-                    request.command,
-                    request.expected_version,
-                )
-                .await
+            match &request.command_id {
+                Some(id) => {
+                    repository
+                        .execute_once(
+                            &request.stream_id,
+                            id,
+                            request.command,
+                            request.expected_version,
+                        )
+                        .await
+                }
+                None => {
+                    repository
+                        .execute(
+                            &request.stream_id,
+                            request.command,
+                            request.expected_version,
+                        )
+                        .await
+                }
+            }
         })
     }
 }

@@ -16,7 +16,10 @@ use crate::{
 ///
 /// `create` makes an empty read-model table named `table` (qualified: `schema.name`);
 /// `apply` folds one event into the table named `table`. The runner passes the live table's
-/// name, or a fresh one while rebuilding, so the same code serves both.
+/// name, or a fresh one while rebuilding, so the same code serves both. A rebuild swaps the
+/// fresh table in with `RENAME`, which keeps the names of its indexes and constraints: let
+/// PostgreSQL name them (an unnamed `PRIMARY KEY`, `CREATE INDEX ON …`) or derive every name
+/// from `table` — a fixed index name would be skipped by `IF NOT EXISTS` on the fresh table.
 pub trait Projection: Send + Sync + 'static {
     /// The projection's name (its checkpoint's key).
     fn name(&self) -> &str;
@@ -53,9 +56,10 @@ pub struct ProjectionStatus {
 
 /// Runs projections: each batch takes the projection's transaction-scoped advisory lock (so
 /// across instances each projection runs in one place at a time, and moves to another instance
-/// the moment its holder dies), reads the events after its checkpoint, applies them and moves
-/// the checkpoint — in one transaction, so a read model in this database sees each event
-/// exactly once.
+/// as soon as PostgreSQL ends its holder's transaction — at once for a process that died,
+/// after TCP keepalive for a half-open connection: set `idle_in_transaction_session_timeout`),
+/// reads the events after its checkpoint, applies them and moves the checkpoint — in one
+/// transaction, so a read model in this database sees each event exactly once.
 #[derive(Clone)]
 pub struct ProjectionRunner {
     store: EventStore,
@@ -217,12 +221,7 @@ impl ProjectionRunner {
 
     /// Runs every projection until `shutdown` completes; failures are logged and retried.
     pub async fn run(&self, shutdown: impl Future) {
-        let shutdown = std::pin::pin!(shutdown);
-        tokio::select! {
-            biased;
-            _ = shutdown => {}
-            _ = self.run_forever() => {}
-        }
+        let _ = palisade_core::shutdown::until(shutdown, self.run_forever()).await;
     }
 
     async fn run_forever(&self) {
@@ -247,6 +246,31 @@ impl ProjectionRunner {
     /// read model keeps answering until the swap). Answers the checkpoint it ends at.
     pub async fn rebuild(&self, name: &str) -> Result<Position, StoreError> {
         let projection = self.find(name)?;
+        // One rebuild of a projection at a time, across instances: a session lock held on its
+        // own connection for the whole rebuild (released if this process dies).
+        let mut guard = self.store.pool().acquire().await?;
+        let alone: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(format!("{}:rebuild", self.lock_key(name)))
+            .fetch_one(&mut *guard)
+            .await?;
+        if !alone {
+            return Err(StoreError::Invalid(format!(
+                "a rebuild of {name:?} is already running"
+            )));
+        }
+        let rebuilt = self.rebuild_alone(projection).await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(format!("{}:rebuild", self.lock_key(name)))
+            .execute(&mut *guard)
+            .await;
+        rebuilt
+    }
+
+    async fn rebuild_alone(
+        &self,
+        projection: &Arc<dyn Projection>,
+    ) -> Result<Position, StoreError> {
+        let name = projection.name();
         let schema = self.store.schema();
         let shadow_name = format!("{}_rebuild", projection.table());
         let shadow = schema.table(&shadow_name);
@@ -274,6 +298,11 @@ impl ProjectionRunner {
             }
         }
         let mut tx = self.store.pool().begin().await?;
+        // The swap waits for the live batches and for readers of the live table; bounded, so
+        // a long reader fails the rebuild instead of stalling everything queued behind it.
+        sqlx::query("SET LOCAL lock_timeout = '10s'")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
             .bind(self.lock_key(name))
             .execute(&mut *tx)

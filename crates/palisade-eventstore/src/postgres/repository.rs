@@ -22,8 +22,12 @@ pub struct Committed<A: Aggregate> {
     pub version: u64,
     /// The state after it.
     pub state: A,
-    /// The events it appended (none when the aggregate decided nothing changes).
+    /// The events it appended (none when the aggregate decided nothing changes, or for a
+    /// duplicate).
     pub events: Vec<A::Event>,
+    /// The command id had been carried out before: `version` and `state` are what that first
+    /// execution left (replayed), and nothing was appended now.
+    pub duplicate: bool,
 }
 
 /// Loads and changes aggregates of type `A` in an [`EventStore`].
@@ -175,8 +179,84 @@ impl<A: Aggregate> Repository<A> {
     where
         A::Command: Clone,
     {
+        self.execute_command(stream_id, None, command, expected)
+            .await
+    }
+
+    /// [`execute`](Self::execute), at most once per `command_id` for `stream_id`: the id is
+    /// recorded in the append's transaction, so a retried command (a client's retry, a
+    /// redelivered message) appends nothing and answers the version and state its first
+    /// execution produced, with [`Committed::duplicate`] set. Commands that append nothing
+    /// (refused, or no change) are not recorded.
+    pub async fn execute_once(
+        &self,
+        stream_id: &str,
+        command_id: &str,
+        command: A::Command,
+        expected: Option<u64>,
+    ) -> Result<Committed<A>, CommandError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        self.execute_command(stream_id, Some(command_id), command, expected)
+            .await
+    }
+
+    /// The state `stream_id` had at `version` (the latest snapshot at or below it, then the
+    /// events up to it).
+    pub async fn load_at(&self, stream_id: &str, version: u64) -> Result<Loaded<A>, StoreError> {
+        let mut loaded = Loaded::<A>::default();
+        if let Some(snapshot) = self.store.load_snapshot(stream_id).await? {
+            if snapshot.schema_version == A::SNAPSHOT_VERSION && snapshot.version <= version {
+                if let Ok(state) = serde_json::from_value::<A>(snapshot.state) {
+                    loaded = Loaded {
+                        state,
+                        version: snapshot.version,
+                    };
+                }
+            }
+        }
+        for event in self.store.read_stream(stream_id, loaded.version).await? {
+            if event.version > version {
+                break;
+            }
+            let decoded = self.decode(&event)?;
+            loaded.apply_all(std::slice::from_ref(&decoded));
+        }
+        Ok(loaded)
+    }
+
+    async fn duplicate(
+        &self,
+        stream_id: &str,
+        version: u64,
+    ) -> Result<Committed<A>, CommandError<A::Error>> {
+        let loaded = self.load_at(stream_id, version).await?;
+        Ok(Committed {
+            version: loaded.version,
+            state: loaded.state,
+            events: Vec::new(),
+            duplicate: true,
+        })
+    }
+
+    async fn execute_command(
+        &self,
+        stream_id: &str,
+        command_id: Option<&str>,
+        command: A::Command,
+        expected: Option<u64>,
+    ) -> Result<Committed<A>, CommandError<A::Error>>
+    where
+        A::Command: Clone,
+    {
         let mut previous = Duration::ZERO;
         for attempt in 0..=self.retries {
+            if let Some(id) = command_id {
+                if let Some(version) = self.store.command_version(stream_id, id).await? {
+                    return self.duplicate(stream_id, version).await;
+                }
+            }
             let loaded = self.load(stream_id).await?;
             if let Some(expected) = expected {
                 if expected != loaded.version {
@@ -195,9 +275,13 @@ impl<A: Aggregate> Repository<A> {
                     version: loaded.version,
                     state: loaded.state,
                     events,
+                    duplicate: false,
                 });
             }
-            match self.append(stream_id, loaded.clone(), &events).await {
+            match self
+                .append(stream_id, command_id, loaded.clone(), &events)
+                .await
+            {
                 Ok(committed) => return Ok(committed),
                 Err(StoreError::Conflict {
                     expected: e,
@@ -233,6 +317,7 @@ impl<A: Aggregate> Repository<A> {
     async fn append(
         &self,
         stream_id: &str,
+        command_id: Option<&str>,
         mut loaded: Loaded<A>,
         events: &[A::Event],
     ) -> Result<Committed<A>, StoreError> {
@@ -256,6 +341,21 @@ impl<A: Aggregate> Repository<A> {
             .store
             .append(&mut tx, stream_id, A::TYPE, before, &stored)
             .await?;
+        if let Some(id) = command_id {
+            if !self
+                .store
+                .record_command(&mut tx, stream_id, id, version)
+                .await?
+            {
+                // Recorded meanwhile by a concurrent execution of the same command (it
+                // appended too, or this append would not have got its version): treat as a
+                // conflict; the retry finds the record and answers the duplicate.
+                return Err(StoreError::Conflict {
+                    expected: loaded.version,
+                    actual: version,
+                });
+            }
+        }
         loaded.apply_all(events);
         if self.snapshot_every > 0 && version / self.snapshot_every > before / self.snapshot_every {
             let state = serde_json::to_value(&loaded.state).map_err(|e| StoreError::Decode {
@@ -291,6 +391,7 @@ impl<A: Aggregate> Repository<A> {
             version,
             state: loaded.state,
             events: events.to_vec(),
+            duplicate: false,
         })
     }
 }

@@ -12,7 +12,10 @@ use crate::{
     recorded::{Position, RecordedEvent},
 };
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_eventstore.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_eventstore.sql"),
+    include_str!("../../migrations/0002_commands.sql"),
+];
 
 /// An event to append: type, schema version, payload and metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,8 +55,12 @@ pub struct Snapshot {
 /// older than the oldest still running. A plain "position > P" reader loses events: positions
 /// are allocated when a transaction inserts and commit in another order, so a reader can pass
 /// position 8 (committed) while 7 (allocated earlier, committed later) is still invisible, and
-/// never come back for it. The price: a transaction left open anywhere in the database holds
-/// projections back until it ends (watch the lag).
+/// never come back for it. The price: any transaction with an id assigned, anywhere in the
+/// cluster (a prepared one too), holds projections back until it ends — watch the lag, and
+/// set `idle_in_transaction_session_timeout`. Transaction ids belong to the cluster: moving
+/// the events to another cluster by dump and restore or logical replication (not
+/// `pg_upgrade`, which keeps the counter) breaks the order; rebuild every projection after
+/// such a move.
 #[derive(Clone)]
 pub struct EventStore {
     pool: PgPool,
@@ -189,7 +196,10 @@ impl EventStore {
         if events.is_empty() {
             return Ok(expected);
         }
-        let new_version = expected + events.len() as u64;
+        let new_version = expected
+            .checked_add(events.len() as u64)
+            .filter(|v| *v <= i64::MAX as u64)
+            .ok_or_else(|| StoreError::Invalid("the stream version would overflow".into()))?;
         let advanced: Option<i64> = if expected == 0 {
             sqlx::query_scalar(&self.sql.create)
                 .bind(stream_id)
@@ -238,6 +248,46 @@ impl EventStore {
             .execute(&mut **tx)
             .await?;
         Ok(new_version)
+    }
+
+    /// Records that command `command_id` brought `stream_id` to `version`, in `tx` (the
+    /// command's append); `false` when it was recorded already (a concurrent duplicate won).
+    pub async fn record_command(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        stream_id: &str,
+        command_id: &str,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO {} (stream_id, command_id, version) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+            self.schema.table("processed_commands")
+        ))
+        .bind(stream_id)
+        .bind(command_id)
+        .bind(to_i64(version))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// The version command `command_id` brought `stream_id` to, if it was carried out.
+    pub async fn command_version(
+        &self,
+        stream_id: &str,
+        command_id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let version: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT version FROM {} WHERE stream_id = $1 AND command_id = $2",
+            self.schema.table("processed_commands")
+        ))
+        .bind(stream_id)
+        .bind(command_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(version.map(|v| v.max(0) as u64))
     }
 
     /// The events of `stream_id` after `after_version`, in order.
