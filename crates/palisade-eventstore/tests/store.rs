@@ -462,3 +462,41 @@ async fn a_command_with_an_id_is_carried_out_once() {
     assert!(again.duplicate);
     assert_eq!((again.version, again.state.balance_cents), (2, 70));
 }
+
+/// With `publish_to`, each appended event is enqueued in the outbox in the append's
+/// transaction: a conflicting (rolled-back) append enqueues nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_events_are_enqueued_in_the_outbox_with_the_append() {
+    let (_pg, store) = store().await;
+    store.schema().migrate(store.pool()).await.unwrap();
+    let accounts = Repository::<Account>::new(store.clone())
+        .publish_to(palisade_outbox::Outbox::new(store.schema().clone()));
+    accounts
+        .execute("a-1", AccountCommand::Deposit(10), None)
+        .await
+        .unwrap();
+    accounts
+        .execute("a-1", AccountCommand::Withdraw(4), None)
+        .await
+        .unwrap();
+    assert!(
+        accounts
+            .execute("a-1", AccountCommand::Withdraw(4), Some(1))
+            .await
+            .is_err()
+    );
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+        "SELECT aggregateid, type, sequence FROM {} ORDER BY sequence",
+        store.schema().table("outbox")
+    ))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("a-1".into(), "account.deposited".into(), 1),
+            ("a-1".into(), "account.withdrawn".into(), 2)
+        ]
+    );
+}

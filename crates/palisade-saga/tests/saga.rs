@@ -287,3 +287,259 @@ async fn one_runner_never_drives_a_saga_twice() {
     assert_eq!(first.await.unwrap().unwrap(), Some(SagaStatus::Completed));
     assert_eq!(downstream.calls.lock().unwrap()["charge"], 1);
 }
+
+/// Progress goes out as outbox events, the terminal one with the terminal state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_published_through_the_outbox() {
+    let pg = TestPostgres::connect().await;
+    let schema = Schema::new(&pg.schema).unwrap();
+    schema.migrate(&pg.pool).await.unwrap();
+    let downstream = Downstream::default();
+    let runner = runner(&pg, &downstream)
+        .await
+        .publish_to(palisade_outbox::Outbox::new(schema.clone()));
+    runner.start("co-7", "checkout", json!({})).await.unwrap();
+    assert_eq!(
+        runner.drive("co-7").await.unwrap(),
+        Some(SagaStatus::Completed)
+    );
+    let types: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT type FROM {} WHERE aggregateid = 'co-7' ORDER BY sequence",
+        schema.table("outbox")
+    ))
+    .fetch_all(&pg.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        types,
+        vec![
+            "saga.step_done",
+            "saga.step_done",
+            "saga.step_done",
+            "saga.completed"
+        ]
+    );
+}
+
+/// A saga started by a message handler inside the inbox's transaction exists exactly when the
+/// message is marked processed: a failed handling leaves no saga, the redelivery starts it
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_started_from_a_consumed_event_exists_iff_the_event_was_processed() {
+    use palisade_outbox::{Envelope, Handled, InboxLayer, Message};
+    use tower::{Layer, Service, ServiceExt};
+    let pg = TestPostgres::connect().await;
+    let schema = Schema::new(&pg.schema).unwrap();
+    schema.migrate(&pg.pool).await.unwrap();
+    let downstream = Downstream::default();
+    let runner = runner(&pg, &downstream).await;
+    let fail_once = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let handler = {
+        let (runner, fail_once) = (runner.clone(), fail_once.clone());
+        tower::service_fn(move |message: Message<Value>| {
+            let (runner, fail_once) = (runner.clone(), fail_once.clone());
+            async move {
+                let tx = message.transaction().expect("inside the inbox");
+                let mut conn = tx.lock().await?;
+                let id = format!("co-{}", message.event_id());
+                runner
+                    .start_in(&mut conn, &id, "checkout", message.data().clone())
+                    .await?;
+                if fail_once.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    return Err::<(), BoxError>("crashed after starting".into());
+                }
+                Ok(())
+            }
+        })
+    };
+    let mut inbox = InboxLayer::new(pg.pool.clone(), schema, "checkouts").layer(handler);
+    let message = Message::new(Envelope {
+        event_id: "e-1".into(),
+        event_type: "order.placed".into(),
+        aggregate_type: "order".into(),
+        aggregate_id: "o-1".into(),
+        sequence: 1,
+        occurred_at: String::new(),
+        data: json!({"order_id": "o-1"}),
+    });
+    assert!(
+        inbox
+            .ready()
+            .await
+            .unwrap()
+            .call(message.clone())
+            .await
+            .is_err()
+    );
+    assert!(
+        runner.get("co-e-1").await.unwrap().is_none(),
+        "rolled back with the handling"
+    );
+    let again = inbox
+        .ready()
+        .await
+        .unwrap()
+        .call(message.clone())
+        .await
+        .unwrap();
+    assert_eq!(again, Handled::Processed(()));
+    let third = inbox.ready().await.unwrap().call(message).await.unwrap();
+    assert_eq!(third, Handled::Duplicate);
+    assert_eq!(
+        runner.drive("co-e-1").await.unwrap(),
+        Some(SagaStatus::Completed)
+    );
+}
+
+/// Past the saga's deadline the step still failing counts as failed (outcome unknown) and the
+/// saga compensates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_turns_a_saga_around() {
+    let pg = TestPostgres::connect().await;
+    let downstream = Downstream::default();
+    downstream.uncertain.lock().unwrap().insert("charge".into());
+    let definition = SagaDefinition::new(
+        "checkout",
+        vec![
+            Step::new(
+                "reserve",
+                downstream.service("reserve"),
+                downstream.service("release"),
+            ),
+            Step::new(
+                "charge",
+                downstream.service("charge"),
+                downstream.service("refund"),
+            )
+            .attempts(1000),
+        ],
+    )
+    .unwrap()
+    .deadline(Duration::from_millis(500));
+    let runner = SagaRunner::new(
+        pg.pool.clone(),
+        Schema::new(&pg.schema).unwrap(),
+        vec![definition],
+    )
+    .lease(Duration::from_millis(600));
+    runner.migrate().await.unwrap();
+    runner.start("co-8", "checkout", json!({})).await.unwrap();
+    assert_eq!(
+        runner.drive("co-8").await.unwrap(),
+        Some(SagaStatus::Compensated)
+    );
+    let state = runner.get("co-8").await.unwrap().unwrap().state;
+    assert_eq!(
+        state.failure(),
+        Some(("charge", "the saga's deadline passed"))
+    );
+    assert!(downstream.calls.lock().unwrap()["charge"] < 1000);
+    assert_eq!(downstream.executed(), vec!["reserve", "refund", "release"]);
+}
+
+/// Steps are tower services, so resilience layers stack on them: a circuit breaker opened by
+/// the first failures refuses the later attempts without calling the downstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_stacks_on_a_step() {
+    use palisade_breaker::{
+        AsError, BreakerPolicy, CircuitBreaker, CircuitBreakerLayer, ErrorsAreFailures,
+        OpenDuration,
+    };
+    use tower::Layer;
+    let pg = TestPostgres::connect().await;
+    let downstream = Downstream::default();
+    downstream.uncertain.lock().unwrap().insert("charge".into());
+    let policy = BreakerPolicy::builder("payments")
+        .consecutive_failures(2)
+        .open_for(OpenDuration::fixed(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let guarded = CircuitBreakerLayer::new(CircuitBreaker::new(policy))
+        .classify(ErrorsAreFailures)
+        .on_open(AsError)
+        .layer(downstream.service("charge"));
+    let definition = SagaDefinition::new(
+        "checkout",
+        vec![
+            Step::new(
+                "reserve",
+                downstream.service("reserve"),
+                downstream.service("release"),
+            ),
+            Step::new(
+                "charge",
+                step_service(guarded),
+                downstream.service("refund"),
+            )
+            .attempts(5),
+        ],
+    )
+    .unwrap();
+    let runner = SagaRunner::new(
+        pg.pool.clone(),
+        Schema::new(&pg.schema).unwrap(),
+        vec![definition],
+    )
+    .lease(Duration::from_secs(2));
+    runner.migrate().await.unwrap();
+    runner.start("co-9", "checkout", json!({})).await.unwrap();
+    assert_eq!(
+        runner.drive("co-9").await.unwrap(),
+        Some(SagaStatus::Compensated)
+    );
+    assert_eq!(
+        downstream.calls.lock().unwrap()["charge"],
+        2,
+        "attempts 3-5 refused by the breaker"
+    );
+    let state = runner.get("co-9").await.unwrap().unwrap().state;
+    assert_eq!(state.steps[1].attempts, 5);
+}
+
+/// A step that does not answer within its timeout has an unknown outcome: compensated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_timing_out_is_compensated() {
+    let pg = TestPostgres::connect().await;
+    let downstream = Downstream::default();
+    downstream.hanging.lock().unwrap().insert("charge".into());
+    let definition = SagaDefinition::new(
+        "checkout",
+        vec![
+            Step::new(
+                "reserve",
+                downstream.service("reserve"),
+                downstream.service("release"),
+            ),
+            Step::new(
+                "charge",
+                downstream.service("charge"),
+                downstream.service("refund"),
+            )
+            .timeout(Duration::from_millis(100))
+            .attempts(2),
+        ],
+    )
+    .unwrap();
+    let runner = SagaRunner::new(
+        pg.pool.clone(),
+        Schema::new(&pg.schema).unwrap(),
+        vec![definition],
+    )
+    .lease(Duration::from_secs(2));
+    runner.migrate().await.unwrap();
+    runner.start("co-10", "checkout", json!({})).await.unwrap();
+    assert_eq!(
+        runner.drive("co-10").await.unwrap(),
+        Some(SagaStatus::Compensated)
+    );
+    let state = runner.get("co-10").await.unwrap().unwrap().state;
+    assert!(
+        state.failure().unwrap().1.contains("timed out"),
+        "{state:?}"
+    );
+    // The charge ran (its key is recorded), its answer never came: refunded.
+    assert_eq!(
+        downstream.executed(),
+        vec!["reserve", "charge", "refund", "release"]
+    );
+}
