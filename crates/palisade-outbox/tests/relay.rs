@@ -230,8 +230,17 @@ async fn a_commit_wakes_the_relay_without_polling() {
         let (relay, stop) = (relay.clone(), stop.clone());
         tokio::spawn(async move { relay.run(stop.wait()).await })
     };
-    // Let it go idle (drained, listening).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A first event, published by the relay's first batch, shows it is running — and it
+    // listens before its first batch — so the next commit's NOTIFY reaches it.
+    let first = db.write("o-0", "order.placed", false).await;
+    for _ in 0..500 {
+        if sink.received.ids().contains(&first) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sink.received.ids().contains(&first), "the relay runs");
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let id = db.write("o-1", "order.placed", false).await;
     let mut seen = false;
     for _ in 0..100 {
@@ -262,8 +271,19 @@ async fn a_relay_dropped_mid_batch_loses_nothing() {
     let id = db.write("o-1", "order.placed", false).await;
     let stuck = HangingSink(slow.clone());
     let relay = Relay::new(db.pool().clone(), db.schema.clone(), stuck, config());
-    let dropped = tokio::time::timeout(Duration::from_millis(300), relay.relay_batch()).await;
-    assert!(dropped.is_err(), "the batch hung after publishing");
+    let batch = tokio::spawn(async move { relay.relay_batch().await });
+    // Dropped once the sink has the event (killed after the broker's ack, before its commit).
+    for _ in 0..500 {
+        if !slow.received.ids().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    batch.abort();
+    assert!(
+        batch.await.unwrap_err().is_cancelled(),
+        "the batch hung after publishing"
+    );
     assert_eq!(slow.received.ids(), vec![id.clone()]);
     let sink = RecordingSink::default();
     let next = Relay::new(db.pool().clone(), db.schema.clone(), sink.clone(), config());

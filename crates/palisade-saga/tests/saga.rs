@@ -77,6 +77,19 @@ impl Downstream {
     }
 }
 
+/// Waits (bounded) until step `i` of `saga` is recorded as running: its driver holds the lease.
+async fn running(runner: &SagaRunner, saga: &str, i: usize) {
+    for _ in 0..500 {
+        if let Some(record) = runner.get(saga).await.unwrap() {
+            if record.state.steps[i].status == StepStatus::Running {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("step {i} of {saga} never started");
+}
+
 async fn runner(pg: &TestPostgres, downstream: &Downstream) -> SagaRunner {
     let runner = SagaRunner::new(
         pg.pool.clone(),
@@ -209,7 +222,8 @@ async fn a_saga_is_resumed_by_another_runner_and_no_step_runs_twice() {
             async move { first.drive("co-4").await }
         });
         // Charge is in flight; the second runner cannot take the saga while the lease is
-        // renewed.
+        // renewed (two lease lengths and more).
+        running(&first, "co-4", 1).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(
             second.drive("co-4").await.unwrap(),
@@ -280,7 +294,7 @@ async fn one_runner_never_drives_a_saga_twice() {
         let runner = runner.clone();
         async move { runner.drive("co-6").await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    running(&runner, "co-6", 1).await;
     let second = tokio::time::timeout(Duration::from_secs(2), runner.drive("co-6")).await;
     assert!(matches!(second, Ok(Ok(None))), "{second:?}");
     downstream.hanging.lock().unwrap().clear();
