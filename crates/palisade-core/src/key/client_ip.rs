@@ -52,6 +52,16 @@ impl ForwardedHeader {
     pub fn x_real_ip() -> Self {
         ForwardedHeader::Single(HeaderName::from_static("x-real-ip"))
     }
+
+    /// `Fastly-Client-IP`, written by Fastly.
+    pub fn fastly_client_ip() -> Self {
+        ForwardedHeader::Single(HeaderName::from_static("fastly-client-ip"))
+    }
+
+    /// `Fly-Client-IP`, written by Fly.io's proxy.
+    pub fn fly_client_ip() -> Self {
+        ForwardedHeader::Single(HeaderName::from_static("fly-client-ip"))
+    }
 }
 
 /// Keys by the client's IP address.
@@ -344,6 +354,16 @@ mod tests {
         assert_eq!(key(&forwarded, "10.0.0.1:1", &headers), "ip:1.2.3.4");
         let real_ip = proxies().header(ForwardedHeader::x_real_ip());
         assert_eq!(key(&real_ip, "10.0.0.1:1", &headers), "ip:5.5.5.5");
+        let cdn = [
+            ("fastly-client-ip", "6.6.6.6"),
+            ("fly-client-ip", "7.7.7.7"),
+        ];
+        let fastly = proxies().header(ForwardedHeader::fastly_client_ip());
+        assert_eq!(key(&fastly, "10.0.0.1:1", &cdn), "ip:6.6.6.6");
+        let fly = proxies().header(ForwardedHeader::fly_client_ip());
+        assert_eq!(key(&fly, "10.0.0.1:1", &cdn), "ip:7.7.7.7");
+        // From an untrusted peer the CDN header is a client's claim: ignored.
+        assert_eq!(key(&fastly, "198.51.100.7:1", &cdn), "ip:198.51.100.7");
         // The configured header absent: the trusted peer is the client, never another header.
         let cf = proxies().header(ForwardedHeader::cf_connecting_ip());
         assert_eq!(key(&cf, "10.0.0.1:1", &headers), "ip:10.0.0.1");
