@@ -205,7 +205,8 @@ impl OutboxEvent {
     /// The JSON body every sink carries:
     /// `{"event_id", "event_type", "aggregate_type", "aggregate_id", "sequence", "occurred_at", "data"}`.
     pub fn envelope_json(&self) -> String {
-        let text = |s: &str| serde_json::Value::from(s).to_string();
+        // A JSON string literal of `s` (serializing a `&str` cannot fail).
+        let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
         format!(
             "{{\"event_id\":{},\"event_type\":{},\"aggregate_type\":{},\"aggregate_id\":{},\"sequence\":{},\"occurred_at\":{},\"data\":{}}}",
             text(&self.id),

@@ -83,6 +83,7 @@ pub struct SagaRunner {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     pool: PgPool,
     schema: Schema,
@@ -123,20 +124,9 @@ impl SagaRunner {
         }
     }
 
-    fn edit(self, f: impl FnOnce(&mut Inner)) -> SagaRunner {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            pool: shared.pool.clone(),
-            schema: shared.schema.clone(),
-            definitions: shared.definitions.clone(),
-            owner: shared.owner.clone(),
-            lease: shared.lease,
-            outbox: shared.outbox.clone(),
-            poll_interval: shared.poll_interval,
-        });
-        f(&mut inner);
-        SagaRunner {
-            inner: Arc::new(inner),
-        }
+    fn edit(mut self, f: impl FnOnce(&mut Inner)) -> SagaRunner {
+        f(Arc::make_mut(&mut self.inner));
+        self
     }
 
     /// How long a saga stays with this instance without a renewal (default 10 s): the time

@@ -90,16 +90,21 @@ async fn running(runner: &SagaRunner, saga: &str, i: usize) {
     panic!("step {i} of {saga} never started");
 }
 
-async fn runner(pg: &TestPostgres, downstream: &Downstream) -> SagaRunner {
+/// A migrated runner over the test schema with `definition` and `lease`.
+async fn runner_for(pg: &TestPostgres, definition: SagaDefinition, lease: Duration) -> SagaRunner {
     let runner = SagaRunner::new(
         pg.pool.clone(),
         Schema::new(&pg.schema).unwrap(),
-        vec![downstream.checkout()],
+        vec![definition],
     )
-    .lease(Duration::from_millis(400))
+    .lease(lease)
     .poll_interval(Duration::from_millis(20));
     runner.migrate().await.unwrap();
     runner
+}
+
+async fn runner(pg: &TestPostgres, downstream: &Downstream) -> SagaRunner {
+    runner_for(pg, downstream.checkout(), Duration::from_millis(400)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,13 +435,7 @@ async fn the_deadline_turns_a_saga_around() {
     )
     .unwrap()
     .deadline(Duration::from_millis(500));
-    let runner = SagaRunner::new(
-        pg.pool.clone(),
-        Schema::new(&pg.schema).unwrap(),
-        vec![definition],
-    )
-    .lease(Duration::from_millis(600));
-    runner.migrate().await.unwrap();
+    let runner = runner_for(&pg, definition, Duration::from_millis(600)).await;
     runner.start("co-8", "checkout", json!({})).await.unwrap();
     assert_eq!(
         runner.drive("co-8").await.unwrap(),
@@ -489,13 +488,7 @@ async fn a_breaker_stacks_on_a_step() {
         ],
     )
     .unwrap();
-    let runner = SagaRunner::new(
-        pg.pool.clone(),
-        Schema::new(&pg.schema).unwrap(),
-        vec![definition],
-    )
-    .lease(Duration::from_secs(2));
-    runner.migrate().await.unwrap();
+    let runner = runner_for(&pg, definition, Duration::from_secs(2)).await;
     runner.start("co-9", "checkout", json!({})).await.unwrap();
     assert_eq!(
         runner.drive("co-9").await.unwrap(),
@@ -534,13 +527,7 @@ async fn a_step_timing_out_is_compensated() {
         ],
     )
     .unwrap();
-    let runner = SagaRunner::new(
-        pg.pool.clone(),
-        Schema::new(&pg.schema).unwrap(),
-        vec![definition],
-    )
-    .lease(Duration::from_secs(2));
-    runner.migrate().await.unwrap();
+    let runner = runner_for(&pg, definition, Duration::from_secs(2)).await;
     runner.start("co-10", "checkout", json!({})).await.unwrap();
     assert_eq!(
         runner.drive("co-10").await.unwrap(),
