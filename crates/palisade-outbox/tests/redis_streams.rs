@@ -226,3 +226,55 @@ async fn on_a_cluster_with_both_clients() {
     relay_once_each(cluster.client().await, unique_prefix("orders-stream")).await;
     consume_once_each(cluster.redis_rs().await, unique_prefix("orders-stream")).await;
 }
+
+/// The sink's script answered after its timeout (a latency spike): the relay counted it
+/// unavailable and republishes later — the late script had added the entry, and the
+/// republish adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_after_the_timeout_is_republished_without_a_duplicate() {
+    use palisade_testkit::{FaultMode, FaultProxy, RedisNode};
+    let node = RedisNode::start();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], node.port()).into()).await;
+    let slow = connect_url(&proxy.redis_url(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    let stream = unique_prefix("orders-stream");
+    let db = Db::new().await;
+    let sink = RedisStreamSink::new(slow, stream.clone())
+        .unwrap()
+        .timeout(Duration::from_millis(50));
+    let relay = Relay::new(db.pool().clone(), db.schema.clone(), sink, config());
+    // Load the script while the network is fine.
+    db.write("o-0", "order.placed", false).await;
+    while relay.relay_batch().await.unwrap().claimed > 0 {}
+    proxy.set(FaultMode::Latency(Duration::from_millis(200)));
+    db.write("o-1", "order.placed", false).await;
+    let report = relay.relay_batch().await.unwrap();
+    assert!(report.unavailable.is_some(), "{report:?}");
+    assert_eq!(db.pending().await, 1, "not marked: its outcome was unknown");
+    // The late script lands; then the network heals and the relay publishes again.
+    let direct = node.client().await;
+    let mut landed = false;
+    for _ in 0..100 {
+        if entries(&direct, &stream).await.len() == 2 {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(landed, "the late XADD landed");
+    proxy.set(FaultMode::Pass);
+    for _ in 0..100 {
+        relay.relay_batch().await.unwrap();
+        if db.pending().await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(db.pending().await, 0);
+    assert_eq!(
+        entries(&direct, &stream).await.len(),
+        2,
+        "one entry per event"
+    );
+}
