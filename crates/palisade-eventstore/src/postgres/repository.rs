@@ -170,6 +170,10 @@ impl<A: Aggregate> Repository<A> {
 
     /// Carries out `command` on `stream_id`; `expected`, when given, is the version the caller
     /// saw (a stale one is [`CommandError::Conflict`], not retried).
+    ///
+    /// A commit whose reply is lost (the connection drops after PostgreSQL committed) is an
+    /// unknown outcome: retrying the call may carry the command out twice. Give commands an id
+    /// and use [`execute_once`](Self::execute_once) where that matters.
     pub async fn execute(
         &self,
         stream_id: &str,
